@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -113,6 +114,7 @@ class GgufFile {
   uint64_t data_offset_ = 0;
   std::vector<GgufKV> metadata_;
   std::vector<GgufTensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> tensor_index_;  // name -> index in tensors_
   std::shared_ptr<MappedFile> file_;
 };
 
@@ -145,6 +147,11 @@ class GgufWriter {
   std::optional<AtomicOutput> out_;
   size_t next_tensor_ = 0;
   uint64_t data_start_ = 0;
+  // add_tensor() cannot fail in its signature: the first bad declaration is kept here and
+  // returned by begin().
+  std::string declaration_error_;
+  enum class State { kDeclaring, kWriting, kFinished, kFailed } state_ = State::kDeclaring;
+  Status fail(Error e);  // drops the temp file and refuses any further call
 };
 
 }  // namespace shrink

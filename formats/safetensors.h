@@ -4,13 +4,16 @@
 // {"name": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, ...,
 //  "__metadata__": {"k": "v"}}, then the data buffer; offsets are relative to the buffer's
 // start, must lie inside it, must not overlap, and end-begin must equal the shape product
-// times the dtype size. Shapes are row-major as in the file (last dimension fastest).
+// times the dtype size. As in the reference reader (safetensors tensor.rs), the tensors must
+// also cover the buffer exactly: no holes, the last one ending at the end of the file.
+// Shapes are row-major as in the file (last dimension fastest).
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/result.h"
@@ -44,6 +47,7 @@ class SafetensorsFile {
   std::string path_;
   std::vector<StTensor> tensors_;
   std::map<std::string, std::string> metadata_;
+  std::unordered_map<std::string, size_t> index_;  // name -> index in tensors_
   std::shared_ptr<MappedFile> file_;
 };
 
@@ -59,8 +63,10 @@ class SafetensorsModel {
   const std::vector<std::string>& files() const { return files_; }
 
  private:
+  static Result<SafetensorsModel> open_index(const std::string& index_path);
   std::vector<SafetensorsFile> shards_;
   std::vector<StTensor> tensors_;
+  std::unordered_map<std::string, size_t> index_;  // name -> index in tensors_
   std::vector<std::string> files_;
 };
 
