@@ -1,0 +1,35 @@
+#include "eval/weight_error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace shrink {
+
+void ErrorStats::add(const float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = static_cast<double>(y[i]) - static_cast<double>(x[i]);
+    sum_sq_signal += static_cast<double>(x[i]) * x[i];
+    sum_sq_error += e * e;
+    sum_error += e;
+    max_abs_error = std::max(max_abs_error, std::fabs(e));
+  }
+  count += n;
+}
+
+void ErrorStats::merge(const ErrorStats& o) {
+  sum_sq_signal += o.sum_sq_signal;
+  sum_sq_error += o.sum_sq_error;
+  sum_error += o.sum_error;
+  max_abs_error = std::max(max_abs_error, o.max_abs_error);
+  count += o.count;
+}
+
+double ErrorStats::rmse() const { return count ? std::sqrt(sum_sq_error / static_cast<double>(count)) : 0; }
+double ErrorStats::mean_error() const { return count ? sum_error / static_cast<double>(count) : 0; }
+double ErrorStats::sqnr_db() const {
+  if (sum_sq_error == 0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(sum_sq_signal / sum_sq_error);
+}
+
+}  // namespace shrink
