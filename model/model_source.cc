@@ -38,8 +38,8 @@ Result<ModelSource> open_model(const std::string& path, const OpenOptions& optio
     if (!in) return make_error(path + ": cannot open for reading");
     in.read(magic, sizeof magic);
   }
-  if (std::memcmp(magic, "GGUF", 4) == 0) return open_gguf_model(path, options);
   const std::string ext = fs::path(path).extension().string();
+  if (std::memcmp(magic, "GGUF", 4) == 0 || ext == ".gguf") return open_gguf_model(path, options);
   if (ext == ".safetensors" || ext == ".json") return open_hf(path, options);
   if (ext == ".bin") return open_llama2c(path, options);
   return make_error(path + ": unrecognised model file (expected a Hugging Face folder, .safetensors, .gguf or a "
