@@ -1,0 +1,77 @@
+#include "kernels/registry.h"
+
+#include "kernels/dispatch.h"
+#include "kernels/ref/quant_ref.h"
+#if defined(SHRINK_HAVE_X86)
+#include "kernels/x86/quant_avx2.h"
+#include "kernels/x86/quant_avx512.h"
+#endif
+#if defined(SHRINK_HAVE_NEON)
+#include "kernels/arm/quant_neon.h"
+#endif
+
+namespace shrink::kernels {
+namespace {
+
+bool always() { return true; }
+#if defined(SHRINK_HAVE_X86)
+bool has_avx2() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma && f.f16c;
+}
+// The AVX-512 file is compiled for F+BW+VL+DQ (and VNNI, unused by these kernels).
+bool has_avx512() {
+  const CpuFeatures& f = cpu_features();
+  return has_avx2() && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+}
+#endif
+#if defined(SHRINK_HAVE_NEON)
+bool has_neon() { return cpu_features().neon; }
+#endif
+
+#define SHRINK_VARIANT(TYPE, ISA, NS, SUFFIX, AVAIL) \
+  KernelVariant { TypeId::TYPE, Isa::ISA, &NS::quantize_row_##SUFFIX, &NS::dequantize_row_##SUFFIX, &AVAIL }
+
+#define SHRINK_ALL_TYPES(ISA, NS, AVAIL)                                                 \
+  SHRINK_VARIANT(F16, ISA, NS, f16, AVAIL), SHRINK_VARIANT(BF16, ISA, NS, bf16, AVAIL), \
+      SHRINK_VARIANT(Q8_0, ISA, NS, q8_0, AVAIL), SHRINK_VARIANT(Q4_0, ISA, NS, q4_0, AVAIL), \
+      SHRINK_VARIANT(Q4_1, ISA, NS, q4_1, AVAIL), SHRINK_VARIANT(Q5_0, ISA, NS, q5_0, AVAIL), \
+      SHRINK_VARIANT(Q5_1, ISA, NS, q5_1, AVAIL)
+
+// Reference first (reference_variant() relies on it), then SIMD. F32 is a copy: ref only.
+const KernelVariant kVariants[] = {
+    SHRINK_VARIANT(F32, kRef, ref, f32, always),
+    SHRINK_ALL_TYPES(kRef, ref, always),
+#if defined(SHRINK_HAVE_X86)
+    SHRINK_ALL_TYPES(kAvx2, avx2, has_avx2),
+    SHRINK_ALL_TYPES(kAvx512, avx512, has_avx512),
+#endif
+#if defined(SHRINK_HAVE_NEON)
+    SHRINK_ALL_TYPES(kNeon, neon, has_neon),
+#endif
+};
+
+#undef SHRINK_ALL_TYPES
+#undef SHRINK_VARIANT
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return "ref";
+    case Isa::kNeon: return "neon";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+std::span<const KernelVariant> kernel_variants() { return kVariants; }
+
+const KernelVariant* reference_variant(TypeId type) {
+  for (const KernelVariant& v : kVariants)
+    if (v.type == type && v.isa == Isa::kRef) return &v;
+  return nullptr;
+}
+
+}  // namespace shrink::kernels

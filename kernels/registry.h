@@ -1,0 +1,35 @@
+// The one list of every kernel variant: {type, ISA, quantize row, dequantize row, available()}.
+// Dispatch picks from it, tests run every available entry against the reference, benchmarks
+// time them; adding a variant here is all it takes for all three to see it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "kernels/quant_types.h"
+
+namespace shrink::kernels {
+
+// n weights (a multiple of the type's block size), contiguous, any alignment.
+using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
+using DequantizeRowFn = void (*)(const void* x, float* y, int64_t n);
+
+// Instruction sets, in order of preference (dispatch takes the highest available).
+enum class Isa : int { kRef = 0, kNeon = 1, kAvx2 = 2, kAvx512 = 3 };
+const char* isa_name(Isa isa);  // "ref", "neon", "avx2", "avx512"
+
+struct KernelVariant {
+  TypeId type;
+  Isa isa;
+  QuantizeRowFn quantize;
+  DequantizeRowFn dequantize;
+  bool (*available)();  // true when this CPU can run it (reads the features dispatch cached)
+};
+
+// All variants compiled into this binary, the scalar reference of each type first.
+std::span<const KernelVariant> kernel_variants();
+
+// The scalar reference of `type`, or nullptr if shrink has no kernel for it.
+const KernelVariant* reference_variant(TypeId type);
+
+}  // namespace shrink::kernels

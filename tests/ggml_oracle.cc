@@ -1,0 +1,56 @@
+#include "tests/ggml_oracle.h"
+
+#include <dlfcn.h>
+
+namespace shrink::test {
+namespace {
+
+// Mirror of `struct ggml_type_traits` in ggml.h (llama.cpp as bundled by node-llama-cpp,
+// release v0.5.0). Only its layout matters; the fields before to_float must match exactly.
+using GgmlToFloat = void (*)(const void* x, float* y, int64_t k);
+using GgmlFromFloat = void (*)(const float* x, void* y, int64_t k);
+struct GgmlTypeTraits {
+  const char* type_name;
+  int64_t blck_size;
+  int64_t blck_size_interleave;
+  size_t type_size;
+  bool is_quantized;
+  GgmlToFloat to_float;
+  GgmlFromFloat from_float_ref;
+};
+
+}  // namespace
+
+GgmlOracle::GgmlOracle(const std::string& library_path) {
+  if (library_path.empty()) {
+    error_ = "no path to libggml-base.so given";
+    return;
+  }
+  handle_ = ::dlopen(library_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle_ == nullptr) {
+    const char* e = ::dlerror();
+    error_ = "dlopen " + library_path + ": " + (e ? e : "unknown error");
+    return;
+  }
+  quantize_chunk_ = reinterpret_cast<QuantizeChunkFn>(::dlsym(handle_, "ggml_quantize_chunk"));
+  get_type_traits_ = reinterpret_cast<GetTypeTraitsFn>(::dlsym(handle_, "ggml_get_type_traits"));
+  if (!ok()) error_ = library_path + " lacks ggml_quantize_chunk or ggml_get_type_traits";
+}
+
+GgmlOracle::~GgmlOracle() {
+  if (handle_ != nullptr) ::dlclose(handle_);
+}
+
+size_t GgmlOracle::quantize_chunk(uint32_t type, const float* src, void* dst, int64_t start,
+                                  int64_t nrows, int64_t n_per_row) const {
+  return quantize_chunk_(static_cast<int>(type), src, dst, start, nrows, n_per_row, nullptr);
+}
+
+bool GgmlOracle::dequantize_row(uint32_t type, const void* src, float* dst, int64_t n) const {
+  const auto* traits = static_cast<const GgmlTypeTraits*>(get_type_traits_(static_cast<int>(type)));
+  if (traits == nullptr || traits->to_float == nullptr) return false;
+  traits->to_float(src, dst, n);
+  return true;
+}
+
+}  // namespace shrink::test
