@@ -96,11 +96,16 @@ std::string quoted_name(const std::string& s, size_t max_len = 64) {
   return out + "'";
 }
 
-// Escapes control characters so a value prints on one line (chat templates hold newlines).
-std::string escaped(const std::string& s) {
+// Escapes control characters so a value prints on one line (chat templates hold newlines);
+// inside arrays, where items are quoted, quotes too.
+std::string escaped(const std::string& s, bool in_quotes = false) {
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
+    if (in_quotes && c == '"') {
+      out += "\\\"";
+      continue;
+    }
     switch (c) {
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
@@ -475,7 +480,7 @@ std::string GgufValue::to_display(size_t max_items) const {
     for (size_t i = 0; i < n; ++i) {
       if (i) s += ", ";
       const GgufValue& item = a->items[i];
-      if (const std::string* str = item.as_string()) s += "\"" + escaped(*str) + "\"";
+      if (const std::string* str = item.as_string()) s += "\"" + escaped(*str, true) + "\"";
       else s += item.to_display(max_items);
     }
     if (n < a->items.size()) s += ", ...";
