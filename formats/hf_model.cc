@@ -24,9 +24,9 @@ constexpr int64_t kMaxLayers = int64_t{1} << 12;
 constexpr int64_t kMaxVocab = int64_t{1} << 24;
 constexpr int64_t kMaxContext = (int64_t{1} << 31) - 1;
 
-std::string describe(const json& v) {
+std::string describe(const json& v, size_t limit = 80) {
   std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  if (s.size() > limit) s = s.substr(0, limit - 3) + "...";
   return s;
 }
 
@@ -42,6 +42,7 @@ Error field_error(const std::string& file, const std::string& field, const std::
 
 Result<json> read_json_file(const std::string& path) {
   SHRINK_ASSIGN(std::shared_ptr<MappedFile> f, MappedFile::open(path));
+  if (f->size() == 0) return make_error(path + ": invalid JSON: the file is empty");
   const char* begin = reinterpret_cast<const char*>(f->data());
   try {
     // The parser is iterative (no recursion on nesting depth) and rejects invalid UTF-8.
@@ -69,20 +70,23 @@ Result<int64_t> as_int(const json& v, const std::string& file, const std::string
   return field_error(file, field, "expected an integer, got " + type_name(v) + " " + describe(v));
 }
 
-Result<int64_t> positive_int(const json& obj, const char* key, const std::string& file, int64_t max) {
+// `prefix` qualifies the field name in messages for nested objects ("rope_scaling.").
+Result<int64_t> positive_int(const json& obj, const char* key, const std::string& file, int64_t max,
+                             const std::string& prefix = "") {
+  const std::string name = prefix + key;
   const json* v = find(obj, key);
-  if (v == nullptr) return field_error(file, key, "missing (required)");
-  SHRINK_ASSIGN(int64_t x, as_int(*v, file, key));
-  if (x <= 0) return field_error(file, key, "must be positive, got " + std::to_string(x));
+  if (v == nullptr) return field_error(file, name, "missing (required)");
+  SHRINK_ASSIGN(int64_t x, as_int(*v, file, name));
+  if (x <= 0) return field_error(file, name, "must be positive, got " + std::to_string(x));
   if (x > max)
-    return field_error(file, key, "value " + std::to_string(x) + " exceeds the sanity limit " + std::to_string(max));
+    return field_error(file, name, "value " + std::to_string(x) + " exceeds the sanity limit " + std::to_string(max));
   return x;
 }
 
 Result<std::optional<int64_t>> optional_positive_int(const json& obj, const char* key, const std::string& file,
-                                                     int64_t max) {
+                                                     int64_t max, const std::string& prefix = "") {
   if (find(obj, key) == nullptr) return std::optional<int64_t>();
-  SHRINK_ASSIGN(int64_t x, positive_int(obj, key, file, max));
+  SHRINK_ASSIGN(int64_t x, positive_int(obj, key, file, max, prefix));
   return std::optional<int64_t>(x);
 }
 
@@ -93,11 +97,13 @@ Result<double> as_number(const json& v, const std::string& file, const std::stri
   return x;
 }
 
-Result<std::optional<double>> optional_positive_number(const json& obj, const char* key, const std::string& file) {
+Result<std::optional<double>> optional_positive_number(const json& obj, const char* key, const std::string& file,
+                                                       const std::string& prefix = "") {
+  const std::string name = prefix + key;
   const json* v = find(obj, key);
   if (v == nullptr) return std::optional<double>();
-  SHRINK_ASSIGN(double x, as_number(*v, file, key));
-  if (!(x > 0)) return field_error(file, key, "must be positive, got " + describe(*v));
+  SHRINK_ASSIGN(double x, as_number(*v, file, name));
+  if (!(x > 0)) return field_error(file, name, "must be positive, got " + describe(*v));
   return std::optional<double>(x);
 }
 
@@ -143,11 +149,12 @@ Result<HfRopeScaling> parse_rope_scaling(const json& rs, const std::string& file
     if (!t->is_string()) return field_error(file, f + ".rope_type", "expected a string, got " + describe(*t));
     r.type = t->get<std::string>();
   }
-  SHRINK_ASSIGN(r.factor, optional_positive_number(rs, "factor", file));
-  SHRINK_ASSIGN(r.low_freq_factor, optional_positive_number(rs, "low_freq_factor", file));
-  SHRINK_ASSIGN(r.high_freq_factor, optional_positive_number(rs, "high_freq_factor", file));
+  const std::string p = f + ".";
+  SHRINK_ASSIGN(r.factor, optional_positive_number(rs, "factor", file, p));
+  SHRINK_ASSIGN(r.low_freq_factor, optional_positive_number(rs, "low_freq_factor", file, p));
+  SHRINK_ASSIGN(r.high_freq_factor, optional_positive_number(rs, "high_freq_factor", file, p));
   SHRINK_ASSIGN(r.original_max_position_embeddings,
-                optional_positive_int(rs, "original_max_position_embeddings", file, kMaxContext));
+                optional_positive_int(rs, "original_max_position_embeddings", file, kMaxContext, p));
   if (r.type == "llama3") {
     // The Llama 3 frequency correction (transformers _compute_llama3_parameters) needs all four
     // and divides by high_freq_factor - low_freq_factor.
@@ -697,7 +704,9 @@ Result<Vocab> hf_bpe_vocab(const HfTokenizerFiles& f) {
   auto pre_name = recognise_pre_tokenizer(pre);
   if (!pre_name)
     return field_error(path, "pre_tokenizer",
-                       "unrecognised pre-tokenizer " + describe(pre) +
+                       "unrecognised pre-tokenizer " +
+                           (json_str(pre, "type").empty() ? std::string() : "of type " + json_str(pre, "type") + " ") +
+                           describe(pre, 400) +
                            " (recognised: the Llama 3, Qwen2 and Tekken Split regexes + ByteLevel, Digits + "
                            "ByteLevel (SmolLM), plain ByteLevel (GPT-2)); refusing to guess llama.cpp's "
                            "tokenizer.ggml.pre");
@@ -742,6 +751,8 @@ Result<Vocab> read_hf_tokenizer(const std::string& folder) {
   SHRINK_ASSIGN(f.config, read_optional_json(f.path("config.json")));
   SHRINK_ASSIGN(f.tokenizer, read_optional_json(f.path("tokenizer.json")));
   SHRINK_ASSIGN(f.tokenizer_config, read_optional_json(f.path("tokenizer_config.json")));
+  // SpecialVocab tests `if not tokenizer_config`: an empty object counts as absent.
+  if (f.tokenizer_config && f.tokenizer_config->empty()) f.tokenizer_config.reset();
 
   Result<Vocab> v = fs::is_regular_file(f.path("tokenizer.model"), ec) ? hf_sentencepiece_vocab(f)
                     : f.tokenizer ? hf_bpe_vocab(f)

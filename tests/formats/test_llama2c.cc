@@ -673,3 +673,39 @@ TEST_CASE("llama2c: BabyLlama checkpoint and its 105-token tokenizer", "[llama2c
 }
 
 }  // namespace shrink::test
+
+namespace shrink::test {
+
+// The tokenizer keys of a GGUF file, through the oracle reader above, in plain std types so
+// that other test files of this program can declare and use it: token strings, scores and
+// types (empty when absent), and every scalar tokenizer.* key rendered as text (integers in
+// decimal, booleans as true/false, strings as is).
+void gguf_oracle_tokenizer(const fs::path& path, std::vector<std::string>* tokens, std::vector<float>* scores,
+                           std::vector<int32_t>* types, std::map<std::string, std::string>* scalars) {
+  const gguf_oracle::File g = gguf_oracle::read(path);
+  tokens->clear();
+  scores->clear();
+  types->clear();
+  scalars->clear();
+  for (const auto& [key, v] : g.kv) {
+    if (key == "tokenizer.ggml.tokens") {
+      for (const auto& x : v.arr) tokens->push_back(x.s);
+    } else if (key == "tokenizer.ggml.scores") {
+      for (const auto& x : v.arr) scores->push_back(static_cast<float>(x.f));
+    } else if (key == "tokenizer.ggml.token_type") {
+      for (const auto& x : v.arr) types->push_back(static_cast<int32_t>(x.i));
+    } else if (key.rfind("tokenizer.", 0) == 0 && v.type != 9) {
+      std::string text;
+      switch (v.type) {
+        case 7: text = v.u ? "true" : "false"; break;
+        case 8: text = v.s; break;
+        case 1: case 3: case 5: case 11: text = std::to_string(v.i); break;
+        case 6: case 12: text = std::to_string(v.f); break;
+        default: text = std::to_string(v.u);
+      }
+      (*scalars)[key] = text;
+    }
+  }
+}
+
+}  // namespace shrink::test
