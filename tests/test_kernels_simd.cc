@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "kernels/dispatch.h"
@@ -210,6 +211,31 @@ TEST_CASE("quantize_rows / dequantize_rows equal the reference on odd row counts
         CHECK(std::memcmp(fa.data(), fb.data(), fa.size() * 4) == 0);
       }
     }
+  }
+}
+
+// NaN/Inf policy (kernels/ref/quant_ref.cc): a block holding NaN or Inf gets unspecified bytes,
+// but nothing crashes, nothing outside the row is written, and the other blocks are untouched.
+TEST_CASE("NaN/Inf in a block affect only that block, in every variant", "[kernels][nan]") {
+  Rng rng(test::seed() + 3);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  for (const KernelVariant& v : kernels::kernel_variants()) {
+    if (!v.available() || traits(v.type).block_size == 1) continue;  // F32/F16/BF16: exact, tested elsewhere
+    const int64_t n = 8 * 32;
+    std::vector<float> x(n);
+    fill_random_row(rng, x.data(), n);
+    std::vector<uint8_t> clean(row_size(v.type, n) + 1, 0xA5), dirty(row_size(v.type, n) + 1, 0xA5);
+    v.quantize(x.data(), clean.data(), n);
+    for (int k = 0; k < 3; ++k) x[3 * 32 + uniform_int(rng, 0, 31)] = specials[uniform_int(rng, 0, 3)];
+    v.quantize(x.data(), dirty.data(), n);
+    const size_t bb = traits(v.type).type_size;
+    INFO(describe(v) << "; " << rerun_hint());
+    CHECK(std::memcmp(clean.data(), dirty.data(), 3 * bb) == 0);
+    CHECK(std::memcmp(clean.data() + 4 * bb, dirty.data() + 4 * bb, clean.size() - 4 * bb) == 0);
+    CHECK(dirty.back() == 0xA5);
+    std::vector<float> back(n);
+    v.dequantize(dirty.data(), back.data(), n);  // must not crash either
   }
 }
 
