@@ -326,7 +326,8 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
         return err(path, "__metadata__ is not an object", kMetadataKey, brief(v), "must map strings to strings");
       for (const auto& [k, mv] : v.items()) {
         if (!mv.is_string())
-          return err(path, "__metadata__ value is not a string", std::string(kMetadataKey) + "." + k, brief(mv),
+          return err(path, "__metadata__ value is not a string",
+                     std::string(kMetadataKey) + "[" + quoted_name(k) + "]", brief(mv),
                      "must map strings to strings (tensor.rs HashMap<String, String>)");
         f.metadata_[k] = mv.get<std::string>();
       }
@@ -399,12 +400,12 @@ Result<ModelParts> open_index_parts(const std::string& index_path) {
   std::set<std::string> shard_names;  // sorted: model-00001-of-0000n first
   for (const auto& [name, file] : wm.items()) {
     if (!file.is_string())
-      return err(index_path, "weight_map value is not a string", "weight_map." + name, brief(file),
-                 "must name a shard file");
+      return err(index_path, "weight_map value is not a string", "weight_map[" + quoted_name(name) + "]",
+                 brief(file), "must name a shard file");
     const std::string& shard = file.get_ref<const std::string&>();
     if (!safe_relative_name(shard))
-      return err(index_path, "shard file name leaves the index's folder", "weight_map." + name, quoted_name(shard),
-                 "must be a relative path without '..'");
+      return err(index_path, "shard file name leaves the index's folder", "weight_map[" + quoted_name(name) + "]",
+                 quoted_name(shard), "must be a relative path without '..'");
     weight_map[name] = shard;
     shard_names.insert(shard);
   }
@@ -432,7 +433,7 @@ Result<ModelParts> open_index_parts(const std::string& index_path) {
   for (const auto& [name, shard] : weight_map) {
     size_t i = static_cast<size_t>(std::distance(shard_names.begin(), shard_names.find(shard)));
     if (parts.shards[i].find(name) == nullptr)
-      return err(index_path, "tensor listed in the index is missing from its shard", "weight_map." + name,
+      return err(index_path, "tensor listed in the index is missing from its shard", "weight_map[" + quoted_name(name) + "]",
                  quoted_name(shard), "the shard must hold every tensor the index maps to it");
   }
   return parts;
