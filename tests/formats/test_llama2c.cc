@@ -132,16 +132,16 @@ namespace {
 
 // ---- builders for hand-crafted files ----
 
-void put_i32(std::vector<uint8_t>& b, int32_t v) {
+// Byte by byte: GCC 12 warns falsely (-Wstringop-overflow) on a range insert into a fresh vector.
+template <class T>
+void put4(std::vector<uint8_t>& b, T v) {
+  static_assert(sizeof(T) == 4);
   uint8_t x[4];
   std::memcpy(x, &v, 4);
-  b.insert(b.end(), x, x + 4);
+  for (uint8_t byte : x) b.push_back(byte);
 }
-void put_f32(std::vector<uint8_t>& b, float v) {
-  uint8_t x[4];
-  std::memcpy(x, &v, 4);
-  b.insert(b.end(), x, x + 4);
-}
+void put_i32(std::vector<uint8_t>& b, int32_t v) { put4(b, v); }
+void put_f32(std::vector<uint8_t>& b, float v) { put4(b, v); }
 
 struct Dims {
   int32_t dim = 8, hidden = 12, layers = 2, heads = 2, kv_heads = 1, vocab = 5, seq_len = 3;
@@ -422,7 +422,7 @@ std::vector<uint8_t> tokenizer_bytes(int32_t max_len, const std::vector<TokSpec>
   for (const auto& t : toks) {
     put_f32(b, t.score);
     put_i32(b, static_cast<int32_t>(t.text.size()));
-    b.insert(b.end(), t.text.begin(), t.text.end());
+    for (char ch : t.text) b.push_back(static_cast<uint8_t>(ch));
   }
   return b;
 }
