@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "model/hf_writer.h"
+#include "model/model_source.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -431,6 +433,37 @@ TEST_CASE("llama.cpp runs GGUF converted from the Hugging Face folder", "[intero
   for (const char* type : {"q8_0", "q4_0"}) {
     const fs::path out = tmp / ("hf-" + std::string(type) + ".gguf");
     shrink_to(std::string("HF folder -> quantize --type ") + type,
+              "quantize " + in + " -o " + quote(out.string()) + " --type " + type, out, false, outputs);
+  }
+  check_generation(outputs);
+}
+
+TEST_CASE("llama.cpp runs GGUF converted from a Hugging Face folder shrink writes from the llama2.c checkpoint",
+          "[interop][llamacpp]") {
+  // llama2.c (interleaved q/k) -> shrink's HF writer (rotate-half q/k, safetensors, config.json,
+  // tokenizer.model) -> shrink's HF importer -> GGUF: both permutations and both formats in one loop.
+  TempDir tmp;
+  shrink::OpenOptions open;
+  open.tokenizer = data().llama2c_tok.string();
+  auto model = shrink::open_model(data().llama2c_model.string(), open);
+  REQUIRE(model.ok());
+  shrink::HfWriteOptions hf_options;
+  hf_options.sentencepiece_model = data().sp_model.string();
+  const fs::path hf = tmp / "stories260K-hf-by-shrink";
+  shrink::Status written = shrink::write_hf_folder(hf.string(), *model, hf_options);
+  INFO(written.message());
+  REQUIRE(written.ok());
+  REQUIRE(fs::exists(hf / "model.safetensors"));
+  REQUIRE(fs::exists(hf / "config.json"));
+  REQUIRE(fs::exists(hf / "tokenizer.model"));
+  std::vector<Output> outputs;
+  const std::string in = quote(hf.string());
+  const fs::path f32 = tmp / "own-hf-convert.gguf";
+  shrink_to("shrink-written HF folder -> convert (f32)", "convert " + in + " -o " + quote(f32.string()), f32,
+            /*exact=*/true, outputs);
+  for (const char* type : {"q8_0", "q4_0"}) {
+    const fs::path out = tmp / ("own-hf-" + std::string(type) + ".gguf");
+    shrink_to(std::string("shrink-written HF folder -> quantize --type ") + type,
               "quantize " + in + " -o " + quote(out.string()) + " --type " + type, out, false, outputs);
   }
   check_generation(outputs);
