@@ -79,7 +79,7 @@ Result<HfConfig> read_hf_config(const std::string& folder);
 //   beyond vocab_size ignored); tokenizer_config.json added_tokens_decoder entries become
 //   CONTROL when "special" or when they look special (<|...|>, <pad>, <mask>, <unused..>),
 //   otherwise USER_DEFINED with U+2581 turned into ' ' (score -1000). model "llama",
-//   pre "default". add_space_prefix from tokenizer_config.json "add_prefix_space" when given.
+//   pre "default".
 //
 // Without it, tokenizer.json as byte-level BPE (`_set_vocab_gpt2` / `get_vocab_base`):
 //   model.type must be "BPE" without byte_fallback (byte-fallback BPE is SentencePiece-style
@@ -109,8 +109,11 @@ Result<HfConfig> read_hf_config(const std::string& folder);
 // same defaults 0/1/2 at load time). add_bos/add_eos from a TemplateProcessing post-processor
 // in tokenizer.json (first/last special token of the "single" template), overridden by
 // tokenizer_config.json add_bos_token/add_eos_token. chat_template from tokenizer_config.json
-// (a string, or a list of {name, template} from which the "default" one is taken), else from
-// chat_template.jinja or chat_template.json.
+// (a string, or a list of {name, template} from which the "default" one is taken; the other
+// named templates are not kept), else from chat_template.jinja or chat_template.json.
+// add_space_prefix from tokenizer_config.json "add_prefix_space" when given (LlamaModel.set_vocab;
+// convert_hf_to_gguf.py skips this for Qwen2, harmlessly: llama.cpp's BPE tokenizer ignores it).
+// An empty tokenizer_config.json counts as absent, as in SpecialVocab.
 Result<Vocab> read_hf_tokenizer(const std::string& folder);
 
 }  // namespace shrink
