@@ -534,7 +534,7 @@ Result<GgufFile> GgufFile::open(const std::string& path) {
     return err(path, "unsupported GGUF version", "version", "1", "GGUF v1 is no longer read by llama.cpp; need 2 or 3");
   if (g.version_ != 2 && g.version_ != 3) {
     // gguf.cpp: a byte-swapped small version (0x03000000) means a big-endian file.
-    bool swapped = (g.version_ & 0xFFFF) == 0;
+    bool swapped = g.version_ != 0 && (g.version_ & 0xFFFF) == 0;
     return err(path, swapped ? "unsupported GGUF version (a big-endian file?)" : "unsupported GGUF version",
                "version", std::to_string(g.version_), "must be 2 or 3");
   }

@@ -99,7 +99,9 @@ class GgufFile {
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
-  uint64_t data_offset() const { return data_offset_; }  // absolute offset of the data section
+  // Absolute offset of the data section. It can exceed file_size() in a file with no tensors:
+  // gguf-py does not pad the header when no tensor data follows.
+  uint64_t data_offset() const { return data_offset_; }
   uint64_t file_size() const { return file_->size(); }
   const std::vector<GgufKV>& metadata() const { return metadata_; }
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }

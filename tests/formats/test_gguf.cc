@@ -575,6 +575,8 @@ TEST_CASE("gguf: hostile headers", "[gguf][hostile]") {
     expect_refused(open(c.build()), p, {"version, 1", "v1"});
     c.version = 0x03000000;
     expect_refused(open(c.build()), p, {"big-endian"});
+    c.version = 0;
+    expect_refused(open(c.build()), p, {"version, 0", "must be 2 or 3"});
   }
   SECTION("header longer than the file") {
     Craft c = ok;
