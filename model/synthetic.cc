@@ -15,7 +15,7 @@ LlamaConfig synthetic_config() {
   c.n_head = 8;
   c.n_head_kv = 4;
   c.head_dim = 32;
-  c.n_vocab = 259;  // 256 byte tokens + <s> + </s> + <pad>
+  c.n_vocab = 267;  // 256 byte tokens + 8 merges + <s> + </s> + <pad>
   c.n_ctx_train = 512;
   c.rope_theta = 10000.0;
   c.rms_eps = 1e-5;
@@ -52,13 +52,21 @@ Vocab byte_vocab() {
     v.tokens.push_back(byte_token(b));
     v.token_types.push_back(TokenType::NORMAL);
   }
+  // A few BPE merges: llama.cpp refuses a byte-level BPE vocabulary without any.
+  for (const char* m : {"\xC4\xA0 t", "h e", "i n", "e r", "a n", "o u", "\xC4\xA0 a", "r e"}) {
+    std::string merge(m);
+    const size_t sp = merge.find(' ');
+    v.merges.push_back(merge);
+    v.tokens.push_back(merge.substr(0, sp) + merge.substr(sp + 1));
+    v.token_types.push_back(TokenType::NORMAL);
+  }
   for (const char* special : {"<s>", "</s>", "<pad>"}) {
     v.tokens.push_back(special);
     v.token_types.push_back(TokenType::CONTROL);
   }
-  v.bos_id = 256;
-  v.eos_id = 257;
-  v.pad_id = 258;
+  v.bos_id = 264;
+  v.eos_id = 265;
+  v.pad_id = 266;
   v.add_bos = true;
   return v;
 }
@@ -83,12 +91,16 @@ ModelSource make_synthetic_model(const LlamaConfig& c, uint64_t seed) {
     } else {
       std::normal_distribution<float> d(0.0f, 0.02f);
       for (float& x : *data) x = d(rng);
+      if (shape.size() == 1) {
+        for (float& x : *data) x *= 10.0f;  // biases: N(0, 0.2)
+      } else {
       // ~1% of input columns carry 8x larger weights (outlier channels).
       std::uniform_int_distribution<int64_t> col(0, shape[0] - 1);
       const int64_t n_outliers = std::max<int64_t>(1, shape[0] / 100);
       for (int64_t k = 0; k < n_outliers; ++k) {
         const int64_t j = col(rng);
         for (int64_t r = 0; r < n / shape[0]; ++r) (*data)[static_cast<size_t>(r * shape[0] + j)] *= 8.0f;
+      }
       }
     }
     WeightTensor t;
@@ -115,6 +127,11 @@ ModelSource make_synthetic_model(const LlamaConfig& c, uint64_t seed) {
     add(b + "attn_k.weight", {c.n_embd, c.n_embd_kv()}, false);
     add(b + "attn_v.weight", {c.n_embd, c.n_embd_kv()}, false);
     add(b + "attn_output.weight", {c.n_embd_q(), c.n_embd}, false);
+    if (c.qkv_bias) {
+      add(b + "attn_q.bias", {c.n_embd_q()}, false);
+      add(b + "attn_k.bias", {c.n_embd_kv()}, false);
+      add(b + "attn_v.bias", {c.n_embd_kv()}, false);
+    }
     add(b + "ffn_norm.weight", {c.n_embd}, true);
     add(b + "ffn_gate.weight", {c.n_embd, c.n_ff}, false);
     add(b + "ffn_up.weight", {c.n_embd, c.n_ff}, false);

@@ -8,7 +8,7 @@
 
 namespace shrink {
 
-// Default: 4 layers, hidden 256, feed-forward 768, 8 heads (4 kv), vocab 259 -> ~3.4M weights.
+// Default: 4 layers, hidden 256, feed-forward 768, 8 heads (4 kv), vocab 267 -> ~3.3M weights.
 LlamaConfig synthetic_config();
 
 // Weights ~ N(0, 0.02) with a few input columns scaled by 8, mimicking the outlier features

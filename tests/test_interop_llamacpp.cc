@@ -29,6 +29,7 @@
 
 #include "model/hf_writer.h"
 #include "model/model_source.h"
+#include "model/synthetic.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -467,6 +468,48 @@ TEST_CASE("llama.cpp runs GGUF converted from a Hugging Face folder shrink write
               "quantize " + in + " -o " + quote(out.string()) + " --type " + type, out, false, outputs);
   }
   check_generation(outputs);
+}
+
+TEST_CASE("llama.cpp runs generated llama and qwen2 models with 256-wide rows and byte-level BPE vocabularies",
+          "[interop][llamacpp]") {
+  // Shapes the shared data lacks: every row a multiple of 256, GQA, a gpt2-style vocabulary;
+  // qwen2 adds q/k/v biases, tied embeddings and no q/k permutation.
+  TempDir tmp;
+  std::vector<std::string> args;
+  std::vector<std::string> models;
+  for (const char* arch : {"llama", "qwen2"}) {
+    shrink::LlamaConfig c = shrink::synthetic_config();
+    c.arch = arch;
+    c.n_layer = 2;
+    if (c.arch == "qwen2") {
+      c.qkv_bias = true;
+      c.tied_embeddings = true;
+    }
+    shrink::ModelSource m = shrink::make_synthetic_model(c, seed());
+    const fs::path hf = tmp / arch;
+    REQUIRE(shrink::write_hf_folder(hf.string(), m).ok());
+    for (const char* type : {"f32", "q8_0", "q4_0", "q5_1"}) {
+      const fs::path out = tmp / (std::string(arch) + "-" + type + ".gguf");
+      RunResult r = run_shrink("quantize " + quote(hf.string()) + " -o " + quote(out.string()) + " --type " + type);
+      INFO(r.out);
+      REQUIRE(r.exit_code == 0);
+      args.push_back(quote(out.string()));
+      models.push_back(out.string());
+    }
+  }
+  constexpr int kTokens = 16;
+  const NodeRun run = run_node("llama_generate.mjs", join(args) + " " + quote("hello world") + " " + std::to_string(kTokens));
+  INFO("command: " << run.command << "\nstdout:\n" << run.out << "\nllama.cpp log:\n" << run.log);
+  CHECK(run.exit_code == 0);
+  REQUIRE(run.lines.size() == models.size());
+  for (size_t i = 0; i < models.size(); ++i) {
+    INFO(models[i] << "\n" << run.log_of(models[i]));
+    CHECK_FALSE(run.lines[i].contains("error"));
+    CHECK(run.lines[i]["tokens"].size() == static_cast<size_t>(kTokens));
+    // BOS + "hello world": 11 bytes, a few of them merged by the generated vocabulary's BPE rules.
+    CHECK(run.lines[i]["prompt_tokens"].size() >= 2);
+    CHECK(run.lines[i]["prompt_tokens"].size() <= 12);
+  }
 }
 
 TEST_CASE("llama.cpp tokenizes like SentencePiece with shrink's vocabulary", "[interop][llamacpp]") {
