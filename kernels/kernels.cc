@@ -20,27 +20,51 @@ namespace {
 // small enough that 2..64 threads stay balanced on a noisy machine.
 constexpr int64_t kChunkWeights = 1 << 16;
 
+// fn(first, count) over [0, n_items) in runs of `per_chunk` items, runs spread over threads.
+template <class Fn>
+void for_each_run(int64_t n_items, int64_t per_chunk, Fn&& fn) {
+  const int64_t n_chunks = (n_items + per_chunk - 1) / per_chunk;
+#pragma omp parallel for schedule(dynamic, 1) if (n_chunks > 1)
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t b0 = c * per_chunk;
+    const int64_t b1 = b0 + per_chunk < n_items ? b0 + per_chunk : n_items;
+    fn(b0, b1 - b0);
+  }
+}
+
 template <class Fn>
 void for_each_chunk(int64_t n_blocks, int64_t block_size, Fn&& fn) {
   const int64_t chunk_blocks = kChunkWeights / block_size > 0 ? kChunkWeights / block_size : 1;
-  const int64_t n_chunks = (n_blocks + chunk_blocks - 1) / chunk_blocks;
-#pragma omp parallel for schedule(dynamic, 1) if (n_chunks > 1)
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    const int64_t b0 = c * chunk_blocks;
-    const int64_t b1 = b0 + chunk_blocks < n_blocks ? b0 + chunk_blocks : n_blocks;
-    fn(b0, b1 - b0);
-  }
+  for_each_run(n_blocks, chunk_blocks, fn);
 }
 
 }  // namespace
 
 bool can_quantize(TypeId type) { return dispatched_variant(type) != nullptr; }
 bool can_dequantize(TypeId type) { return dispatched_variant(type) != nullptr; }
+bool uses_imatrix(TypeId type) {
+  const KernelVariant* r = reference_variant(type);
+  return r != nullptr && r->quantize_imatrix != nullptr;
+}
 
-size_t quantize_rows(TypeId type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row) {
+size_t quantize_rows(TypeId type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                     const float* imatrix) {
   const KernelVariant* v = dispatched_variant(type);
   if (v == nullptr || n_rows <= 0 || n_per_row <= 0 || !row_fits(type, n_per_row)) return 0;
   const TypeTraits& t = traits(type);
+  const KernelVariant* r = reference_variant(type);
+  if (imatrix != nullptr && r != nullptr && r->quantize_imatrix != nullptr) {
+    // With an imatrix the unit of work is a whole row (the legacy types weight by the row's
+    // mean square), so threads take runs of rows; only the reference has this path.
+    const size_t rs = row_size(type, n_per_row);
+    const int64_t rows_per_chunk = n_per_row >= kChunkWeights ? 1 : kChunkWeights / n_per_row;
+    for_each_run(n_rows, rows_per_chunk, [&](int64_t r0, int64_t nr) {
+      for (int64_t row = r0; row < r0 + nr; ++row)
+        r->quantize_imatrix(src + row * n_per_row, static_cast<char*>(dst) + row * static_cast<int64_t>(rs),
+                            n_per_row, imatrix);
+    });
+    return static_cast<size_t>(n_rows) * rs;
+  }
   const int64_t n_blocks = n_rows * (n_per_row / t.block_size);
   for_each_chunk(n_blocks, t.block_size, [&](int64_t b0, int64_t nb) {
     v->quantize(src + b0 * t.block_size, static_cast<char*>(dst) + b0 * static_cast<int64_t>(t.type_size),

@@ -104,4 +104,94 @@ struct block_q8_1 {
 };
 static_assert(sizeof(block_q8_1) == 36, "block_q8_1 must be 36 bytes");
 
+// ---- Super-block ("k") and non-linear ("i") quants (ggml-common.h). QK_K weights per
+// super-block; fp16 fields are raw IEEE half bits, as above. ----
+
+constexpr int QK_K = 256;
+constexpr int K_SCALE_SIZE = 12;
+
+// Q2_K: 16 blocks of 16; weight = d * (scales[j] & 0xF) * q - dmin * (scales[j] >> 4), q in [0, 3].
+// qs: 2-bit quants, byte l of each 32-byte group g holds weights 128g + l + 32k at bits 2k.
+// 84 bytes / 256 weights = 2.625 bits per weight.
+struct block_q2_K {
+  uint8_t scales[QK_K / 16];  // low nibble: scale, high nibble: min, 4 bits each
+  uint8_t qs[QK_K / 4];
+  uint16_t d;                 // super-block scale of the scales
+  uint16_t dmin;              // super-block scale of the mins
+};
+static_assert(sizeof(block_q2_K) == 84, "block_q2_K must be 84 bytes");
+
+// Q3_K: 16 blocks of 16; weight = d * (s - 32) * (q - 4), q in [0, 7]: low 2 bits in qs (Q2_K
+// order), bit 2 in hmask (bit k of byte m: weight 32k + m). Scales s are 6 bits: low nibbles in
+// scales[0..7], high 2 bits in scales[8..11]. 110 bytes = 3.4375 bpw.
+struct block_q3_K {
+  uint8_t hmask[QK_K / 8];
+  uint8_t qs[QK_K / 4];
+  uint8_t scales[K_SCALE_SIZE];
+  uint16_t d;
+};
+static_assert(sizeof(block_q3_K) == 110, "block_q3_K must be 110 bytes");
+
+// Q4_K: 8 blocks of 32; weight = d * sc * q - dmin * m, q in [0, 15], sc and m 6 bits each
+// packed in 12 bytes (ggml's get_scale_min_k4). qs: 32-byte groups, low nibbles weights
+// 64g + l, high nibbles 64g + 32 + l. 144 bytes = 4.5 bpw.
+struct block_q4_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[K_SCALE_SIZE];
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_q4_K) == 144, "block_q4_K must be 144 bytes");
+
+// Q5_K: Q4_K plus a fifth bit per weight: bit 2g (low nibble) / 2g+1 (high nibble) of qh[l]
+// for group g. q in [0, 31]. 176 bytes = 5.5 bpw.
+struct block_q5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[K_SCALE_SIZE];
+  uint8_t qh[QK_K / 8];
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_q5_K) == 176, "block_q5_K must be 176 bytes");
+
+// Q6_K: 16 blocks of 16; weight = d * scales[j] * (q - 32), q in [0, 63]: low 4 bits in ql,
+// high 2 bits in qh, scales signed 8-bit. 210 bytes = 6.5625 bpw.
+struct block_q6_K {
+  uint8_t ql[QK_K / 2];
+  uint8_t qh[QK_K / 4];
+  int8_t scales[QK_K / 16];
+  uint16_t d;
+};
+static_assert(sizeof(block_q6_K) == 210, "block_q6_K must be 210 bytes");
+
+// Q8_K: intermediate type of ggml's dot products (float d, not fp16); never written to GGUF by
+// shrink, listed for its geometry only. 292 bytes.
+struct block_q8_K {
+  float d;
+  int8_t qs[QK_K];
+  int16_t bsums[QK_K / 16];
+};
+static_assert(sizeof(block_q8_K) == 292, "block_q8_K must be 292 bytes");
+
+// The 16 levels of IQ4_NL/IQ4_XS (ggml-common.h kvalues_iq4nl): a non-uniform 4-bit grid.
+constexpr int8_t kValuesIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+constexpr int QK4_NL = 32;
+// IQ4_NL: weight = d * kValuesIq4nl[q], q a nibble in Q4_0 order. 18 bytes / 32 = 4.5 bpw.
+struct block_iq4_nl {
+  uint16_t d;
+  uint8_t qs[QK4_NL / 2];
+};
+static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl must be 18 bytes");
+
+// IQ4_XS: 8 blocks of 32; weight = d * (ls - 32) * kValuesIq4nl[q], ls 6 bits: low nibble in
+// scales_l (two per byte), high 2 bits at bit 2*ib of scales_h. 136 bytes = 4.25 bpw.
+struct block_iq4_xs {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[QK_K / 64];
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs must be 136 bytes");
+
 }  // namespace shrink

@@ -1,6 +1,7 @@
 #include "kernels/registry.h"
 
 #include "kernels/dispatch.h"
+#include "kernels/ref/kquant_ref.h"
 #include "kernels/ref/quant_ref.h"
 #if defined(SHRINK_HAVE_X86)
 #include "kernels/x86/quant_avx2.h"
@@ -30,7 +31,13 @@ bool has_neon() { return cpu_features().neon; }
 #endif
 
 #define SHRINK_VARIANT(TYPE, ISA, NS, SUFFIX, AVAIL) \
-  KernelVariant { TypeId::TYPE, Isa::ISA, &NS::quantize_row_##SUFFIX, &NS::dequantize_row_##SUFFIX, &AVAIL }
+  KernelVariant { TypeId::TYPE, Isa::ISA, &NS::quantize_row_##SUFFIX, &NS::dequantize_row_##SUFFIX, &AVAIL, nullptr }
+// A scalar reference that also has an importance-matrix quantizer.
+#define SHRINK_REF_IMATRIX(TYPE, SUFFIX)                                                     \
+  KernelVariant {                                                                            \
+    TypeId::TYPE, Isa::kRef, &ref::quantize_row_##SUFFIX, &ref::dequantize_row_##SUFFIX, &always, \
+        &ref::quantize_row_##SUFFIX##_imatrix                                                \
+  }
 
 #define SHRINK_ALL_TYPES(ISA, NS, AVAIL)                                                 \
   SHRINK_VARIANT(F16, ISA, NS, f16, AVAIL), SHRINK_VARIANT(BF16, ISA, NS, bf16, AVAIL), \
@@ -39,9 +46,23 @@ bool has_neon() { return cpu_features().neon; }
       SHRINK_VARIANT(Q5_1, ISA, NS, q5_1, AVAIL)
 
 // Reference first (reference_variant() relies on it), then SIMD. F32 is a copy: ref only.
+// The k-quants and IQ4 types have only their reference so far.
 const KernelVariant kVariants[] = {
     SHRINK_VARIANT(F32, kRef, ref, f32, always),
-    SHRINK_ALL_TYPES(kRef, ref, always),
+    SHRINK_VARIANT(F16, kRef, ref, f16, always),
+    SHRINK_VARIANT(BF16, kRef, ref, bf16, always),
+    SHRINK_VARIANT(Q8_0, kRef, ref, q8_0, always),
+    SHRINK_REF_IMATRIX(Q4_0, q4_0),
+    SHRINK_REF_IMATRIX(Q4_1, q4_1),
+    SHRINK_REF_IMATRIX(Q5_0, q5_0),
+    SHRINK_REF_IMATRIX(Q5_1, q5_1),
+    SHRINK_REF_IMATRIX(Q2_K, q2_K),
+    SHRINK_REF_IMATRIX(Q3_K, q3_K),
+    SHRINK_REF_IMATRIX(Q4_K, q4_K),
+    SHRINK_REF_IMATRIX(Q5_K, q5_K),
+    SHRINK_REF_IMATRIX(Q6_K, q6_K),
+    SHRINK_REF_IMATRIX(IQ4_NL, iq4_nl),
+    SHRINK_REF_IMATRIX(IQ4_XS, iq4_xs),
 #if defined(SHRINK_HAVE_X86)
     SHRINK_ALL_TYPES(kAvx2, avx2, has_avx2),
     SHRINK_ALL_TYPES(kAvx512, avx512, has_avx512),
@@ -52,6 +73,7 @@ const KernelVariant kVariants[] = {
 };
 
 #undef SHRINK_ALL_TYPES
+#undef SHRINK_REF_IMATRIX
 #undef SHRINK_VARIANT
 
 }  // namespace

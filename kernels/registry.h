@@ -13,6 +13,9 @@ namespace shrink::kernels {
 // n weights (a multiple of the type's block size), contiguous, any alignment.
 using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 using DequantizeRowFn = void (*)(const void* x, float* y, int64_t n);
+// One whole row of n_per_row weights with its importance matrix (imatrix[n_per_row], one weight
+// per column), as ggml_quantize_chunk does it when given one.
+using QuantizeRowImatrixFn = void (*)(const float* x, void* y, int64_t n_per_row, const float* imatrix);
 
 // Instruction sets, in order of preference (dispatch takes the highest available).
 enum class Isa : int { kRef = 0, kNeon = 1, kAvx2 = 2, kAvx512 = 3 };
@@ -24,6 +27,9 @@ struct KernelVariant {
   QuantizeRowFn quantize;
   DequantizeRowFn dequantize;
   bool (*available)();  // true when this CPU can run it (reads the features dispatch cached)
+  // The importance-matrix quantizer, or nullptr. Only reference variants have one; for types
+  // where ggml ignores the imatrix (F32, F16, BF16, Q8_0) it is nullptr everywhere.
+  QuantizeRowImatrixFn quantize_imatrix;
 };
 
 // All variants compiled into this binary, the scalar reference of each type first.

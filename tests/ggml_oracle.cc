@@ -42,8 +42,8 @@ GgmlOracle::~GgmlOracle() {
 }
 
 size_t GgmlOracle::quantize_chunk(uint32_t type, const float* src, void* dst, int64_t start,
-                                  int64_t nrows, int64_t n_per_row) const {
-  return quantize_chunk_(static_cast<int>(type), src, dst, start, nrows, n_per_row, nullptr);
+                                  int64_t nrows, int64_t n_per_row, const float* imatrix) const {
+  return quantize_chunk_(static_cast<int>(type), src, dst, start, nrows, n_per_row, imatrix);
 }
 
 bool GgmlOracle::dequantize_row(uint32_t type, const void* src, float* dst, int64_t n) const {

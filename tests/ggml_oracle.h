@@ -21,11 +21,12 @@ class GgmlOracle {
   bool ok() const { return quantize_chunk_ != nullptr && get_type_traits_ != nullptr; }
   const std::string& error() const { return error_; }
 
-  // ggml_quantize_chunk(type, src, dst, start, nrows, n_per_row, imatrix = NULL): quantizes rows
+  // ggml_quantize_chunk(type, src, dst, start, nrows, n_per_row, imatrix): quantizes rows
   // [start/n_per_row, +nrows) of src into the matching rows of dst. Single-threaded. `type` is
-  // ggml's enum ggml_type, which shrink::TypeId mirrors. Returns the bytes written.
+  // ggml's enum ggml_type, which shrink::TypeId mirrors. imatrix: nullptr or n_per_row weights,
+  // one per column. Returns the bytes written.
   size_t quantize_chunk(uint32_t type, const float* src, void* dst, int64_t start, int64_t nrows,
-                        int64_t n_per_row) const;
+                        int64_t n_per_row, const float* imatrix = nullptr) const;
 
   // ggml_get_type_traits(type)->to_float(src, dst, n): ggml's row dequantizer. False if ggml has
   // none for this type (F32 has none: it is already float).

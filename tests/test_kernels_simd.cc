@@ -222,12 +222,14 @@ TEST_CASE("NaN/Inf in a block affect only that block, in every variant", "[kerne
                             std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
   for (const KernelVariant& v : kernels::kernel_variants()) {
     if (!v.available() || traits(v.type).block_size == 1) continue;  // F32/F16/BF16: exact, tested elsewhere
-    const int64_t n = 8 * 32;
+    const int64_t block = traits(v.type).block_size;
+    const int64_t n = 8 * block;
     std::vector<float> x(n);
     fill_random_row(rng, x.data(), n);
     std::vector<uint8_t> clean(row_size(v.type, n) + 1, 0xA5), dirty(row_size(v.type, n) + 1, 0xA5);
     v.quantize(x.data(), clean.data(), n);
-    for (int k = 0; k < 3; ++k) x[3 * 32 + uniform_int(rng, 0, 31)] = specials[uniform_int(rng, 0, 3)];
+    for (int k = 0; k < 3; ++k)
+      x[3 * block + uniform_int(rng, 0, static_cast<int>(block) - 1)] = specials[uniform_int(rng, 0, 3)];
     v.quantize(x.data(), dirty.data(), n);
     const size_t bb = traits(v.type).type_size;
     INFO(describe(v) << "; " << rerun_hint());
@@ -249,9 +251,9 @@ TEST_CASE("dispatch honours SHRINK_FORCE_REF and picks an available variant", "[
     CHECK(v->available());
     if (forced) CHECK(v->isa == kernels::Isa::kRef);
   }
-  // A type shrink cannot quantize here (k-quants live elsewhere) reports so instead of crashing.
-  CHECK_FALSE(kernels::can_quantize(TypeId::Q2_K));
-  CHECK(kernels::quantize_rows(TypeId::Q2_K, nullptr, nullptr, 1, 256) == 0);
+  // A type shrink cannot quantize reports so instead of crashing.
+  CHECK_FALSE(kernels::can_quantize(TypeId::IQ2_XXS));
+  CHECK(kernels::quantize_rows(TypeId::IQ2_XXS, nullptr, nullptr, 1, 256) == 0);
   WARN("active ISA: " << kernels::active_isa());
 }
 
