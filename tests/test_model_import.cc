@@ -88,3 +88,39 @@ TEST_CASE("stories260K: the independent HF conversion imports to exactly the lla
   }
   CHECK(compared == 2 + 9 * 5);
 }
+
+TEST_CASE("sharded and BF16 Hugging Face folders import like the single-file F32 one") {
+  TempDir tmp;
+  LlamaConfig c = synthetic_config();
+  c.n_layer = 2;
+  ModelSource gen = make_synthetic_model(c, seed());
+  HfWriteOptions sharded;
+  sharded.max_shard_bytes = 1 << 20;  // ~2.6 MiB of weights -> several shards + index.json
+  REQUIRE(write_hf_folder((tmp / "sharded").string(), gen, sharded).ok());
+  REQUIRE(fs::exists(tmp / "sharded/model.safetensors.index.json"));
+  HfWriteOptions bf16;
+  bf16.dtype = StDtype::BF16;
+  REQUIRE(write_hf_folder((tmp / "bf16").string(), gen, bf16).ok());
+
+  auto s = open_model((tmp / "sharded").string());
+  REQUIRE(s.ok());
+  auto b = open_model((tmp / "bf16").string());
+  REQUIRE(b.ok());
+  for (const WeightTensor& t : gen.tensors) {
+    INFO(t.name);
+    const WeightTensor* ts = s->find(t.name);
+    const WeightTensor* tb = b->find(t.name);
+    REQUIRE(ts != nullptr);
+    REQUIRE(tb != nullptr);
+    std::vector<float> x = values_of(t);
+    CHECK(values_of(*ts) == x);
+    // BF16 keeps the top 16 bits of each float, rounded to nearest even: relative error <= 2^-8.
+    std::vector<float> y = values_of(*tb);
+    REQUIRE(y.size() == x.size());
+    CHECK(tb->source_type == TypeId::BF16);
+    double worst = 0;
+    for (size_t i = 0; i < x.size(); ++i)
+      if (x[i] != 0) worst = std::max(worst, double(std::fabs(y[i] - x[i]) / std::fabs(x[i])));
+    CHECK(worst <= 1.0 / 256);
+  }
+}
