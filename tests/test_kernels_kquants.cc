@@ -335,51 +335,6 @@ TEST_CASE("legacy types with an imatrix == ggml_quantize_chunk", "[kernels][ggml
   }
 }
 
-// Rows of 256 cut from a llama2.c checkpoint's weight matrices (header of 7 int32, then the
-// float32 tensors from token_embedding to w3; see the shared data README).
-std::vector<float> llama2c_weights(const test::fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) return {};
-  int32_t h[7];
-  f.read(reinterpret_cast<char*>(h), sizeof h);
-  if (!f) return {};
-  const int64_t dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4];
-  const int64_t vocab = h[5] < 0 ? -h[5] : h[5];
-  const int64_t kv_dim = dim * kv_heads / heads;
-  const int64_t n = vocab * dim + layers * dim + layers * dim * dim + 2 * layers * kv_dim * dim +
-                    layers * dim * dim + layers * dim + 3 * layers * hidden * dim;
-  std::vector<float> w(static_cast<size_t>(n));
-  f.read(reinterpret_cast<char*>(w.data()), static_cast<std::streamsize>(n * 4));
-  if (!f) return {};
-  w.resize(static_cast<size_t>(n / 256 * 256));
-  return w;
-}
-
-TEST_CASE("k/i-quants: quantize == ggml on rows cut from real checkpoints", "[kernels][ggml][kquants][data]") {
-  const test::fs::path files[] = {test::data_dir() / "models" / "babyllama-105" / "model5000.bin",
-                                  test::data_dir() / "models" / "stories260K" / "stories260K.bin"};
-  Rng rng(test::seed() + 300);
-  std::vector<Rows> sets;
-  for (const auto& p : files) {
-    std::vector<float> w = llama2c_weights(p);
-    if (w.empty()) test::skip_program("llama2.c checkpoint not readable: " + p.string());
-    // Whole file as rows of 256, and as rows of 4096 with an imatrix.
-    Rows r{p.filename().string() + " rows of 256", 256, w, {}};
-    sets.push_back(r);
-    Rows big{p.filename().string() + " rows of 4096 + imatrix", 4096, w, random_imatrix(rng, 4096)};
-    big.data.resize(big.data.size() / 4096 * 4096);
-    sets.push_back(std::move(big));
-    r.name += " + imatrix";
-    r.imatrix = random_imatrix(rng, 256);
-    sets.push_back(std::move(r));
-  }
-  for (TypeId type : kNewTypes) {
-    const int64_t n = check_type(type, sets);
-    INFO(type_name(type) << ": " << n << " checkpoint rows");
-    CHECK(n == expected_rows(type, sets));
-  }
-}
-
 TEST_CASE("k/i-quants: dequantize(ggml bytes) == ggml to_float, bit for bit", "[kernels][ggml][kquants]") {
   Rng rng(test::seed() + 400);
   for (TypeId type : kNewTypes) {
@@ -432,6 +387,53 @@ TEST_CASE("quantize_rows: imatrix is ignored where ggml ignores it, used where i
   std::vector<uint8_t> out(1024);
   CHECK(kernels::quantize_rows(TypeId::Q4_K, x.data(), out.data(), 1, 288) == 0);
   CHECK(kernels::quantize_rows(TypeId::Q4_K, x.data(), out.data(), 1, 288, qw.data()) == 0);
+}
+
+// Last in the file: when the shared data folder is absent it skips the program (exit 77 outside
+// CI) after every other case has run. Tagged [data] so it can be run on its own.
+// Rows of 256 cut from a llama2.c checkpoint's weight matrices (header of 7 int32, then the
+// float32 tensors from token_embedding to w3; see the shared data README).
+std::vector<float> llama2c_weights(const test::fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) return {};
+  int32_t h[7];
+  f.read(reinterpret_cast<char*>(h), sizeof h);
+  if (!f) return {};
+  const int64_t dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4];
+  const int64_t vocab = h[5] < 0 ? -h[5] : h[5];
+  const int64_t kv_dim = dim * kv_heads / heads;
+  const int64_t n = vocab * dim + layers * dim + layers * dim * dim + 2 * layers * kv_dim * dim +
+                    layers * dim * dim + layers * dim + 3 * layers * hidden * dim;
+  std::vector<float> w(static_cast<size_t>(n));
+  f.read(reinterpret_cast<char*>(w.data()), static_cast<std::streamsize>(n * 4));
+  if (!f) return {};
+  w.resize(static_cast<size_t>(n / 256 * 256));
+  return w;
+}
+
+TEST_CASE("k/i-quants: quantize == ggml on rows cut from real checkpoints", "[kernels][ggml][kquants][data]") {
+  const test::fs::path files[] = {test::data_dir() / "models" / "babyllama-105" / "model5000.bin",
+                                  test::data_dir() / "models" / "stories260K" / "stories260K.bin"};
+  Rng rng(test::seed() + 300);
+  std::vector<Rows> sets;
+  for (const auto& p : files) {
+    std::vector<float> w = llama2c_weights(p);
+    if (w.empty()) test::skip_program("llama2.c checkpoint not readable: " + p.string());
+    // Whole file as rows of 256, and as rows of 4096 with an imatrix.
+    Rows r{p.filename().string() + " rows of 256", 256, w, {}};
+    sets.push_back(r);
+    Rows big{p.filename().string() + " rows of 4096 + imatrix", 4096, w, random_imatrix(rng, 4096)};
+    big.data.resize(big.data.size() / 4096 * 4096);
+    sets.push_back(std::move(big));
+    r.name += " + imatrix";
+    r.imatrix = random_imatrix(rng, 256);
+    sets.push_back(std::move(r));
+  }
+  for (TypeId type : kNewTypes) {
+    const int64_t n = check_type(type, sets);
+    INFO(type_name(type) << ": " << n << " checkpoint rows");
+    CHECK(n == expected_rows(type, sets));
+  }
 }
 
 }  // namespace
