@@ -13,7 +13,25 @@ struct Args {
   std::string input, output, type = "auto", tokenizer;
   bool allow_nonfinite = false;
   bool quiet = false;
+  bool dry_run = false;
 };
+
+// --dry-run: the plan, tensor by tensor, and its totals; nothing is written.
+int print_plan(const QuantPlan& plan) {
+  std::printf("%-36s %-18s %-7s %12s %8s  %s\n", "tensor", "shape", "type", "bytes", "bits/w", "why");
+  for (const TensorPlan& p : plan.tensors) {
+    std::string shape = "[";
+    for (size_t i = 0; i < p.tensor->shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(p.tensor->shape[i]);
+    shape += "]";
+    const double bpw = 8.0 * static_cast<double>(p.bytes) / static_cast<double>(p.tensor->n_elements());
+    std::printf("%-36s %-18s %-7s %12s %8.3f  %s\n", p.tensor->name.c_str(), shape.c_str(),
+                std::string(type_name(p.type)).c_str(), with_commas(p.bytes).c_str(), bpw, p.reason.c_str());
+  }
+  const double bpw = plan.total_weights() ? 8.0 * static_cast<double>(plan.total_bytes()) / static_cast<double>(plan.total_weights()) : 0;
+  std::printf("\ntotal: %zu tensors, %s weights, %s of tensor data, %.3f bits per weight\n", plan.tensors.size(),
+              with_commas(static_cast<uint64_t>(plan.total_weights())).c_str(), human_bytes(plan.total_bytes()).c_str(), bpw);
+  return 0;
+}
 
 std::string type_list() {
   std::string s;
@@ -51,6 +69,12 @@ int run(const Args& a, bool is_convert) {
     if (is_convert && traits(*t).quantized)
       return fail("convert writes float types only (f32|f16|bf16); use `shrink quantize --type " + a.type + "`");
     type = *t;
+  }
+
+  if (a.dry_run) {
+    auto plan = make_plan(*model, type);
+    if (!plan.ok()) return fail(plan.error());
+    return print_plan(*plan);
   }
 
   QuantizeOptions q;
@@ -93,7 +117,12 @@ int run(const Args& a, bool is_convert) {
 void add_common(CLI::App* sub, Args& a) {
   sub->add_option("input", a.input, "Hugging Face folder, .safetensors (with config.json beside it), .gguf, or llama2.c .bin")
       ->required();
-  sub->add_option("-o,--output", a.output, "output .gguf (written to a temp file, then renamed)")->required();
+  CLI::Option* out = sub->add_option("-o,--output", a.output, "output .gguf (written to a temp file, then renamed)");
+  CLI::Option* dry = sub->add_flag("--dry-run", a.dry_run, "print the plan (tensor, type, bytes, bits per weight) and write nothing");
+  out->excludes(dry);
+  sub->callback([sub, out, dry] {
+    if (out->count() == 0 && dry->count() == 0) throw CLI::RequiredError("--output");
+  });
   sub->add_option("--tokenizer", a.tokenizer, "llama2.c inputs: the tok*.bin or SentencePiece .model vocabulary");
   sub->add_flag("--allow-nonfinite", a.allow_nonfinite, "write NaN/Inf weights instead of refusing them");
   sub->add_flag("-q,--quiet", a.quiet, "print nothing on success");
