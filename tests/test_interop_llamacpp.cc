@@ -505,10 +505,11 @@ TEST_CASE("llama.cpp runs generated llama and qwen2 models with 256-wide rows an
   for (size_t i = 0; i < models.size(); ++i) {
     INFO(models[i] << "\n" << run.log_of(models[i]));
     CHECK_FALSE(run.lines[i].contains("error"));
-    CHECK(run.lines[i]["tokens"].size() == static_cast<size_t>(kTokens));
-    // BOS + "hello world": 11 bytes, a few of them merged by the generated vocabulary's BPE rules.
-    CHECK(run.lines[i]["prompt_tokens"].size() >= 2);
-    CHECK(run.lines[i]["prompt_tokens"].size() <= 12);
+    // Random weights may pick the end-of-generation token early, so only the bound is fixed.
+    CHECK(run.lines[i]["tokens"].size() <= static_cast<size_t>(kTokens));
+    // BOS(264) + "hello world" through the generated vocabulary's BPE: "h e" merges to 257, the
+    // other bytes stay byte tokens (space is byte 32, GPT-2's U+0120).
+    CHECK(run.lines[i]["prompt_tokens"] == json::array({264, 257, 108, 108, 111, 32, 119, 111, 114, 108, 100}));
   }
 }
 
