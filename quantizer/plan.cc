@@ -1,5 +1,7 @@
 #include "quantizer/plan.h"
 
+#include <algorithm>
+
 #include "kernels/kernels.h"
 
 namespace shrink {
@@ -16,63 +18,94 @@ int64_t QuantPlan::total_weights() const {
   return n;
 }
 
-Result<uint32_t> llama_file_type(TypeId type) {
-  switch (type) {
-    case TypeId::F32: return 0u;
-    case TypeId::F16: return 1u;
-    case TypeId::Q4_0: return 2u;
-    case TypeId::Q4_1: return 3u;
-    case TypeId::Q8_0: return 7u;
-    case TypeId::Q5_0: return 8u;
-    case TypeId::Q5_1: return 9u;
-    case TypeId::BF16: return 32u;
-    default: return make_error(std::string("type ") + std::string(type_name(type)) + " is not a whole-model type shrink can write");
-  }
+bool QuantPlan::resolved() const {
+  return std::all_of(tensors.begin(), tensors.end(), [](const TensorPlan& t) { return t.candidates.size() <= 1; });
 }
 
-std::vector<TypeId> plannable_types() {
-  return {TypeId::F32, TypeId::F16, TypeId::BF16, TypeId::Q8_0, TypeId::Q4_0, TypeId::Q4_1, TypeId::Q5_0, TypeId::Q5_1};
+void set_plan_type(TensorPlan& p, TypeId type) {
+  p.type = type;
+  p.bytes = row_size(type, p.tensor->shape[0]) * static_cast<uint64_t>(p.tensor->n_rows());
 }
 
 namespace {
 
+double bits_per_weight(TypeId t) {
+  const TypeTraits& tr = traits(t);
+  return 8.0 * static_cast<double>(tr.type_size) / static_cast<double>(tr.block_size);
+}
+
+// The 32-weight block types shrink can write, smallest first (bits per weight: IQ4_NL 4.5,
+// Q4_0 4.5, Q4_1 5.0, Q5_0 5.5, Q5_1 6.0, Q8_0 8.5).
+constexpr TypeId kSmallBlockTypes[] = {TypeId::IQ4_NL, TypeId::Q4_0, TypeId::Q4_1,
+                                       TypeId::Q5_0,   TypeId::Q5_1, TypeId::Q8_0};
+
+// Types for a tensor whose rows do not fit `intended`: those that fit and are no larger; if
+// none is (Q2_K/Q3_K are below 4.5 bpw), the smallest that fit.
+std::vector<TypeId> fallback_candidates(TypeId intended, int64_t row) {
+  std::vector<TypeId> fit, small;
+  for (TypeId t : kSmallBlockTypes) {
+    if (!row_fits(t, row) || !kernels::can_quantize(t)) continue;
+    fit.push_back(t);
+    if (bits_per_weight(t) <= bits_per_weight(intended) + 1e-9) small.push_back(t);
+  }
+  if (!small.empty()) return small;
+  std::vector<TypeId> smallest;
+  for (TypeId t : fit)
+    if (bits_per_weight(t) <= bits_per_weight(fit.front()) + 1e-9) smallest.push_back(t);
+  return smallest;
+}
+
 }  // namespace
 
-Result<QuantPlan> make_plan(const ModelSource& model, TypeId type) {
+Result<QuantPlan> make_plan(const ModelSource& model, const PlanOptions& options) {
   QuantPlan plan;
-  plan.requested = type;
-  SHRINK_ASSIGN(plan.file_type, llama_file_type(type));
-  if (!kernels::can_quantize(type))
-    return make_error(std::string("type ") + std::string(type_name(type)) + " has no quantizer in this build");
-  const bool quantized = traits(type).quantized;
-  // With tied embeddings token_embd doubles as the output projection, and llama.cpp gives it
-  // the output projection's type (llama-quant.cpp: `!qs.has_output && name == token_embd`).
-  const bool has_output = model.find("output.weight") != nullptr;
-  auto is_output = [&](const std::string& name) {
-    return name == "output.weight" || (!has_output && name == "token_embd.weight");
-  };
-  for (const WeightTensor& t : model.tensors) {
+  SHRINK_ASSIGN(plan.mix, find_mix(options.mix));
+  plan.file_type = plan.mix.ftype;
+  SHRINK_ASSIGN(std::vector<MixChoice> chosen, mix_tensor_types(plan.mix, model.config, model.tensors, options.overrides));
+
+  // What the mix would choose if every row were a multiple of 256: the intended type.
+  std::vector<WeightTensor> padded;
+  bool any_padded = false;
+  if (options.fallback == FallbackRule::kLowestError) {
+    padded.reserve(model.tensors.size());
+    for (const WeightTensor& t : model.tensors) {
+      WeightTensor u;
+      u.name = t.name;
+      u.shape = t.shape;
+      u.source_type = t.source_type;
+      if (u.shape.size() >= 2 && u.shape[0] % 256 != 0) {
+        u.shape[0] += 256 - u.shape[0] % 256;
+        any_padded = true;
+      }
+      padded.push_back(std::move(u));
+    }
+  }
+  std::vector<MixChoice> intended;
+  if (any_padded) {
+    SHRINK_ASSIGN(intended, mix_tensor_types(plan.mix, model.config, padded, options.overrides));
+  }
+
+  for (size_t i = 0; i < model.tensors.size(); ++i) {
+    const WeightTensor& t = model.tensors[i];
     TensorPlan p;
     p.tensor = &t;
-    p.type = type;
-    if (t.shape.size() < 2) {
-      // Norms and biases stay F32, as llama.cpp keeps every 1-D tensor.
-      p.type = TypeId::F32;
-      if (type != TypeId::F32) p.reason = "1-D tensor kept in f32";
-    } else if (quantized && is_output(t.name) && type != TypeId::Q8_0) {
-      // llama.cpp gives the output projection Q6_K in the q4/q5 mixes (Q8_0 when rows are not
-      // a multiple of 256). Until Q6_K lands, shrink gives it Q8_0: more bits, never fewer.
-      p.type = TypeId::Q8_0;
-      p.reason = "output projection kept at q8_0 (llama.cpp: q6_k)";
+    p.reason = chosen[i].reason;
+    TypeId type = chosen[i].type;
+    if (any_padded && t.shape.size() >= 2 && !row_fits(intended[i].type, t.shape[0]) &&
+        traits(intended[i].type).quantized) {
+      std::vector<TypeId> c = fallback_candidates(intended[i].type, t.shape[0]);
+      if (!c.empty()) {
+        p.candidates = c;
+        std::string names;
+        for (TypeId x : c) names += (names.empty() ? "" : "/") + std::string(type_name(x));
+        p.reason = "rows of " + std::to_string(t.shape[0]) + " do not fit " + std::string(type_name(intended[i].type)) +
+                   ": lowest error of " + names;
+        type = c.front();
+      }
     }
-    if (!row_fits(p.type, t.shape[0])) {
-      // Rows that are not a multiple of the block size cannot use a block type; llama.cpp
-      // falls back to F16 for these (e.g. stories260K's 172-wide ffn_down rows).
-      p.reason = "rows of " + std::to_string(t.shape[0]) + " are not a multiple of " +
-                 std::to_string(traits(p.type).block_size) + ": f16";
-      p.type = TypeId::F16;
-    }
-    p.bytes = row_size(p.type, t.shape[0]) * static_cast<uint64_t>(t.n_rows());
+    if (!kernels::can_quantize(type) && type != t.source_type)
+      return make_error(t.origin + ": type " + std::string(type_name(type)) + " has no quantizer in this build");
+    set_plan_type(p, type);
     plan.tensors.push_back(std::move(p));
   }
   return plan;

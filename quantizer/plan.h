@@ -1,5 +1,9 @@
-// The quantization plan: which type each tensor gets, and why. Rules follow llama.cpp's
-// llama-quant.cpp where shrink has the types it names; where it does not yet, the plan says so.
+// The quantization plan: which type each tensor gets, and why. The per-tensor rules are
+// llama.cpp's mixes (quantizer/mixes.h). Where a row is not a multiple of the chosen type's
+// block, llama.cpp falls back to a larger type (Q4_K -> Q5_0, so a "4.5 bpw" tensor becomes
+// 5.5; llama.cpp issue #1919). shrink instead lists every 32-block type no larger than the
+// intended one and lets the quantizer keep the one with the lowest (importance-weighted)
+// error; `--fallback llama` restores llama.cpp's choice.
 #pragma once
 
 #include <cstdint>
@@ -9,31 +13,40 @@
 #include "common/result.h"
 #include "kernels/quant_types.h"
 #include "model/model_source.h"
+#include "quantizer/mixes.h"
 
 namespace shrink {
 
 struct TensorPlan {
   const WeightTensor* tensor = nullptr;
-  TypeId type = TypeId::F32;
-  uint64_t bytes = 0;      // output bytes
-  std::string reason;      // empty for the requested type; otherwise why it differs
+  TypeId type = TypeId::F32;      // final type (after the quantizer resolved candidates)
+  std::vector<TypeId> candidates; // >1: the quantizer picks the lowest-error one and sets `type`
+  uint64_t bytes = 0;             // output bytes of `type`
+  std::string reason;             // empty for the mix's default type; otherwise why it differs
 };
 
 struct QuantPlan {
-  TypeId requested = TypeId::F32;
+  MixSpec mix;
   uint32_t file_type = 0;  // general.file_type (llama.cpp's llama_ftype)
   std::vector<TensorPlan> tensors;
   uint64_t total_bytes() const;
   int64_t total_weights() const;
+  bool resolved() const;   // no tensor waits for a choice among candidates
 };
 
-// llama_ftype for a whole-model type: ALL_F32=0, MOSTLY_F16=1, Q4_0=2, Q4_1=3, Q8_0=7, Q5_0=8,
-// Q5_1=9, BF16=32 (llama.h).
-Result<uint32_t> llama_file_type(TypeId type);
+enum class FallbackRule {
+  kLowestError,  // shrink: the lowest-error type of equal or smaller size
+  kLlama,        // llama.cpp: tensor_type_fallback (Q4_K -> Q5_0, Q6_K -> Q8_0, ...)
+};
 
-// The types `shrink quantize --type` accepts in this build.
-std::vector<TypeId> plannable_types();
+struct PlanOptions {
+  std::string mix = "f32";  // a name from all_mixes(): q4_k_m, q8_0, f16, ...
+  MixOverrides overrides;
+  FallbackRule fallback = FallbackRule::kLowestError;
+};
 
-Result<QuantPlan> make_plan(const ModelSource& model, TypeId type);
+Result<QuantPlan> make_plan(const ModelSource& model, const PlanOptions& options);
+// Sets a tensor's type and byte count (used when candidates are resolved).
+void set_plan_type(TensorPlan& p, TypeId type);
 
 }  // namespace shrink

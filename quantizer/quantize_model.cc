@@ -15,10 +15,76 @@ int64_t find_nonfinite(const float* values, int64_t n) {
   return -1;
 }
 
+namespace {
+
+// Reads a tensor as floats and applies the NaN/Inf policy.
+Status read_checked(const WeightTensor& t, const QuantizeOptions& options, std::vector<float>& values) {
+  SHRINK_CHECK(t.read_f32(values));
+  const int64_t n = t.n_elements();
+  if (static_cast<int64_t>(values.size()) != n)
+    return make_error(t.origin + ": read " + std::to_string(values.size()) + " values, expected " + std::to_string(n));
+  if (!options.allow_nonfinite) {
+    int64_t bad = find_nonfinite(values.data(), n);
+    if (bad >= 0)
+      return make_error(t.origin + ": weight " + std::to_string(bad) + " is " + (std::isnan(values[bad]) ? "NaN" : "Inf") +
+                        " (refusing to quantize non-finite weights; --allow-nonfinite to write them anyway)");
+  }
+  return {};
+}
+
+const float* importance_of(const WeightTensor& t, const QuantizeOptions& options) {
+  if (!options.importance) return nullptr;
+  const std::vector<float>* w = options.importance(t);
+  return w != nullptr && static_cast<int64_t>(w->size()) == t.shape[0] ? w->data() : nullptr;
+}
+
+void quantize(TypeId type, QuantAlgo, const float* src, void* dst, int64_t rows, int64_t cols, const float* imatrix) {
+  kernels::quantize_rows(type, src, dst, rows, cols, imatrix);
+}
+
+// sum_j w_j (x_j - q_j)^2 over all rows, w = importance (or 1): the error the fallback choice minimises.
+double weighted_sq_error(TypeId type, const float* src, const void* quantized, int64_t rows, int64_t cols,
+                         const float* imatrix) {
+  std::vector<float> back(static_cast<size_t>(rows * cols));
+  kernels::dequantize_rows(type, quantized, back.data(), rows, cols);
+  double err = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      const double d = static_cast<double>(back[r * cols + j]) - src[r * cols + j];
+      err += (imatrix ? imatrix[j] : 1.0) * d * d;
+    }
+  return err;
+}
+
+}  // namespace
+
+Result<QuantPlan> resolve_plan(const ModelSource& model, const QuantizeOptions& options) {
+  SHRINK_ASSIGN(QuantPlan plan, make_plan(model, options.plan));
+  std::vector<float> values;
+  std::vector<uint8_t> out;
+  for (TensorPlan& p : plan.tensors) {
+    if (p.candidates.size() <= 1) continue;
+    const WeightTensor& t = *p.tensor;
+    SHRINK_CHECK(read_checked(t, options, values));
+    const float* imatrix = importance_of(t, options);
+    double best_err = INFINITY;
+    TypeId best = p.candidates.front();
+    for (TypeId c : p.candidates) {
+      out.resize(row_size(c, t.shape[0]) * static_cast<size_t>(t.n_rows()));
+      quantize(c, options.algo, values.data(), out.data(), t.n_rows(), t.shape[0], imatrix);
+      const double err = weighted_sq_error(c, values.data(), out.data(), t.n_rows(), t.shape[0], imatrix);
+      if (err < best_err) best_err = err, best = c;
+    }
+    set_plan_type(p, best);
+    p.candidates = {best};
+  }
+  return plan;
+}
+
 Result<QuantizeSummary> quantize_model(const ModelSource& model, const QuantizeOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   QuantizeSummary summary;
-  SHRINK_ASSIGN(summary.plan, make_plan(model, options.type));
+  SHRINK_ASSIGN(summary.plan, resolve_plan(model, options));
   const QuantPlan& plan = summary.plan;
 
   GgufWriter writer(options.output);
@@ -45,18 +111,11 @@ Result<QuantizeSummary> quantize_model(const ModelSource& model, const QuantizeO
       // Same type in and out: copy the bytes (no second rounding).
       SHRINK_CHECK(writer.write_tensor_data(i, t.raw, t.raw_bytes));
     } else {
-      SHRINK_CHECK(t.read_f32(values));
-      const int64_t n = t.n_elements();
-      if (static_cast<int64_t>(values.size()) != n)
-        return make_error(t.origin + ": read " + std::to_string(values.size()) + " values, expected " + std::to_string(n));
-      if (!options.allow_nonfinite) {
-        int64_t bad = find_nonfinite(values.data(), n);
-        if (bad >= 0)
-          return make_error(t.origin + ": weight " + std::to_string(bad) + " is " + (std::isnan(values[bad]) ? "NaN" : "Inf") +
-                            " (refusing to quantize non-finite weights; --allow-nonfinite to write them anyway)");
-      }
+      SHRINK_CHECK(read_checked(t, options, values));
+      const float* imatrix = traits(p.type).quantized ? importance_of(t, options) : nullptr;
+      if (options.importance && traits(p.type).quantized && imatrix == nullptr) summary.unweighted.push_back(t.name);
       out.resize(p.bytes);
-      kernels::quantize_rows(p.type, values.data(), out.data(), t.n_rows(), t.shape[0]);
+      quantize(p.type, options.algo, values.data(), out.data(), t.n_rows(), t.shape[0], imatrix);
       SHRINK_CHECK(writer.write_tensor_data(i, out.data(), out.size()));
     }
     progress.bytes_done += p.bytes;

@@ -1,5 +1,5 @@
-// The streaming quantization pipeline: plan -> GGUF header -> one tensor at a time
-// (read as floats, check finiteness, quantize, write) -> rename into place.
+// The streaming quantization pipeline: plan -> resolve error-chosen fallbacks -> GGUF header ->
+// one tensor at a time (read as floats, check finiteness, quantize, write) -> rename into place.
 #pragma once
 
 #include <cstdint>
@@ -21,10 +21,18 @@ struct QuantizeProgress {
   const std::string* current = nullptr;  // tensor being worked on
 };
 
+enum class QuantAlgo {
+  kGgml,  // byte-identical to ggml_quantize_chunk
+};
+
 struct QuantizeOptions {
-  TypeId type = TypeId::F32;
+  PlanOptions plan;
+  QuantAlgo algo = QuantAlgo::kGgml;
   std::string output;
   bool allow_nonfinite = false;  // NaN/Inf weights are refused unless this is set
+  // Per-column importance for a weight tensor (row length values), or nullptr when the
+  // importance matrix has no entry for it (then it is quantized unweighted).
+  std::function<const std::vector<float>*(const WeightTensor&)> importance;
   std::function<void(const QuantizeProgress&)> on_progress;
 };
 
@@ -37,7 +45,11 @@ struct QuantizeSummary {
   uint64_t output_tensor_bytes = 0;
   double bits_per_weight = 0;  // output tensor bits / weights
   double seconds = 0;
+  std::vector<std::string> unweighted;  // quantized tensors the importance matrix had no entry for
 };
+
+// Makes the plan and resolves every error-chosen fallback (reads those tensors once).
+Result<QuantPlan> resolve_plan(const ModelSource& model, const QuantizeOptions& options);
 
 Result<QuantizeSummary> quantize_model(const ModelSource& model, const QuantizeOptions& options);
 

@@ -3,9 +3,11 @@
 // and an existing output file untouched.
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "formats/gguf.h"
+#include "formats/imatrix_file.h"
 #include "formats/safetensors.h"
 #include "kernels/kernels.h"
 #include "model/hf_writer.h"
@@ -61,14 +63,14 @@ void expect_refusal(const std::string& args, const fs::path& out_dir, const std:
 
 }  // namespace
 
-TEST_CASE("quantize writes every type from an HF folder, and the bytes are the kernels' own") {
+TEST_CASE("quantize --algo ggml writes every type from an HF folder, and the bytes are the kernels' own") {
   TempDir tmp;
   fs::path hf = make_hf(tmp);
   auto src = open_model(hf.string());
   REQUIRE(src.ok());
   for (const char* type : {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"}) {
     fs::path out = tmp / (std::string(type) + ".gguf");
-    RunResult r = run_shrink("quantize " + quote(hf.string()) + " -o " + quote(out.string()) + " --type " + type);
+    RunResult r = run_shrink("quantize " + quote(hf.string()) + " -o " + quote(out.string()) + " --algo ggml --type " + type);
     INFO(r.out);
     REQUIRE(r.exit_code == 0);
     CHECK(r.out.find("bits per weight") != std::string::npos);
@@ -83,7 +85,8 @@ TEST_CASE("quantize writes every type from an HF folder, and the bytes are the k
         CHECK(info->type == TypeId::F32);  // norms stay f32, as in llama.cpp
         continue;
       }
-      if (t.name == "output.weight" && traits(want).quantized) CHECK(info->type == TypeId::Q8_0);
+      // llama.cpp's rule: the output projection gets Q6_K unless the mix is Q8_0.
+      if (t.name == "output.weight" && traits(want).quantized && want != TypeId::Q8_0) CHECK(info->type == TypeId::Q6_K);
       else CHECK(info->type == want);
       std::vector<float> v;
       REQUIRE(t.read_f32(v).ok());
@@ -142,7 +145,7 @@ TEST_CASE("bad input: each failure class names the file and the problem, writes 
   fs::path good = make_hf(tmp, "good");
 
   SECTION("missing input") { expect_refusal("quantize " + quote((tmp / "nope").string()) + " -o " + out + " -t q8_0", out_dir, "nope", "no such file"); }
-  SECTION("unknown type") { expect_refusal("quantize " + quote(good.string()) + " -o " + out + " -t q3_x", out_dir, "q3_x", "not supported"); }
+  SECTION("unknown type") { expect_refusal("quantize " + quote(good.string()) + " -o " + out + " -t q3_x", out_dir, "q3_x", "unknown"); }
   SECTION("truncated GGUF") {
     fs::path g = tmp / "g.gguf";
     REQUIRE(run_shrink("convert " + quote(good.string()) + " -o " + quote(g.string())).exit_code == 0);
@@ -218,4 +221,59 @@ TEST_CASE("bad input: each failure class names the file and the problem, writes 
                        quote((data_dir() / "models/stories260K/tok512.bin").string()),
                    out_dir, "cut.bin", "bytes");
   }
+}
+
+TEST_CASE("quantize --imatrix: weighted quantization, entries listed, mismatched files refused") {
+  TempDir tmp;
+  fs::path hf = make_hf(tmp);
+  auto src = open_model(hf.string());
+  REQUIRE(src.ok());
+  // An importance matrix for every 2-D tensor but one, heavy-tailed like real activations.
+  Imatrix m;
+  m.datasets = {"generated"};
+  m.chunk_count = 4;
+  m.chunk_size = 512;
+  std::mt19937 rng(seed());
+  std::lognormal_distribution<float> heavy(0.0f, 1.5f);
+  for (const WeightTensor& t : src->tensors) {
+    if (t.shape.size() < 2 || t.name == "blk.1.ffn_up.weight") continue;
+    ImatrixEntry e;
+    e.name = t.name;
+    e.n_cols = t.shape[0];
+    e.in_sum2.resize(static_cast<size_t>(t.shape[0]));
+    for (float& x : e.in_sum2) x = heavy(rng) * 2048;
+    e.counts = {2048};
+    m.entries.push_back(std::move(e));
+  }
+  REQUIRE(write_imatrix_gguf((tmp / "imatrix.gguf").string(), m).ok());
+  fs::path out = tmp / "weighted.gguf";
+  RunResult r = run_shrink("quantize " + quote(hf.string()) + " -o " + quote(out.string()) + " -t q4_k_m --algo ggml --imatrix " +
+                           quote((tmp / "imatrix.gguf").string()));
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("quantized unweighted: 1 tensors: blk.1.ffn_up.weight") != std::string::npos);
+  // The weighted bytes are ggml's with the same importance (kernels are byte-exact with ggml).
+  auto f = GgufFile::open(out.string());
+  REQUIRE(f.ok());
+  const GgufTensorInfo* q = f->find_tensor("blk.0.attn_q.weight");
+  REQUIRE(q != nullptr);
+  std::vector<float> v;
+  REQUIRE(src->find("blk.0.attn_q.weight")->read_f32(v).ok());
+  std::vector<float> w = imatrix_weights(*m.find("blk.0.attn_q.weight"));
+  std::vector<uint8_t> weighted(q->n_bytes), plain(q->n_bytes);
+  kernels::quantize_rows(q->type, v.data(), weighted.data(), q->shape[1], q->shape[0], w.data());
+  kernels::quantize_rows(q->type, v.data(), plain.data(), q->shape[1], q->shape[0]);
+  CHECK(std::equal(weighted.begin(), weighted.end(), q->data));
+  CHECK(weighted != plain);
+
+  // An imatrix made for another model: sizes differ -> refused, naming the file and tensor.
+  Imatrix other = m;
+  other.entries[1].n_cols = 128;
+  other.entries[1].in_sum2.resize(128);
+  REQUIRE(write_imatrix_gguf((tmp / "other.gguf").string(), other).ok());
+  fs::path out_dir = tmp / "refused";
+  fs::create_directories(out_dir);
+  expect_refusal("quantize " + quote(hf.string()) + " -o " + quote((out_dir / "x.gguf").string()) + " -t q4_k_m --imatrix " +
+                     quote((tmp / "other.gguf").string()),
+                 out_dir, "other.gguf", other.entries[1].name);
 }

@@ -66,7 +66,7 @@ int run(const Args& a) {
   std::printf("%-6s %12s %10s %12s %14s %8s  %s\n", "type", "file", "bits/w", "SQNR (dB)", "RMSE", "seconds", "output");
   for (TypeId type : {TypeId::F32, TypeId::Q8_0, TypeId::Q5_1, TypeId::Q4_0}) {
     QuantizeOptions q;
-    q.type = type;
+    q.plan.mix = std::string(type_name(type));
     q.output = (fs::path(a.dir) / ("model-" + std::string(type_name(type)) + ".gguf")).string();
     auto s = quantize_model(*model, q);
     if (!s.ok()) return fail(s.error());
