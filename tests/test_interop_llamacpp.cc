@@ -30,6 +30,7 @@
 #include "model/hf_writer.h"
 #include "model/model_source.h"
 #include "model/synthetic.h"
+#include "quantizer/mixes.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -511,6 +512,27 @@ TEST_CASE("llama.cpp runs generated llama and qwen2 models with 256-wide rows an
     // other bytes stay byte tokens (space is byte 32, GPT-2's U+0120).
     CHECK(run.lines[i]["prompt_tokens"] == json::array({264, 257, 108, 108, 111, 32, 119, 111, 114, 108, 100}));
   }
+}
+
+TEST_CASE("llama.cpp runs every mix shrink writes for stories260K", "[interop][llamacpp][mixes]") {
+  // The model has 64/128-wide rows, so every k-quant mix goes through the fallback path:
+  // shrink's lowest-error choice by default, and llama.cpp's own with --fallback llama.
+  TempDir tmp;
+  std::vector<Output> stories;
+  for (const shrink::MixSpec& mix : shrink::all_mixes()) {
+    for (const char* fallback : {"lowest-error", "llama"}) {
+      if (std::string(fallback) == "llama" && !shrink::traits(mix.default_type).quantized) continue;
+      const fs::path out = tmp / ("stories-" + mix.name + "-" + fallback + ".gguf");
+      shrink_to("stories260K -> " + mix.name + " (" + fallback + " fallback)",
+                "quantize " + llama2c_input() + " -o " + quote(out.string()) + " --type " + mix.name + " --fallback " + fallback,
+                out, false, stories);
+    }
+  }
+  check_generation(stories);
+
+  // BabyLlama's mixes are checked through libllama's C API in test_interop_babyllama.cc: its
+  // character vocabulary has neither byte tokens nor a newline token, and node-llama-cpp's
+  // model loading tokenizes "\n", which makes llama.cpp's byte_to_token throw.
 }
 
 TEST_CASE("llama.cpp tokenizes like SentencePiece with shrink's vocabulary", "[interop][llamacpp]") {
