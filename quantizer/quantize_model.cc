@@ -6,6 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "model/gguf_metadata.h"
+#include "quantizer/best_quant.h"
 
 namespace shrink {
 
@@ -38,22 +39,9 @@ const float* importance_of(const WeightTensor& t, const QuantizeOptions& options
   return w != nullptr && static_cast<int64_t>(w->size()) == t.shape[0] ? w->data() : nullptr;
 }
 
-void quantize(TypeId type, QuantAlgo, const float* src, void* dst, int64_t rows, int64_t cols, const float* imatrix) {
-  kernels::quantize_rows(type, src, dst, rows, cols, imatrix);
-}
-
-// sum_j w_j (x_j - q_j)^2 over all rows, w = importance (or 1): the error the fallback choice minimises.
-double weighted_sq_error(TypeId type, const float* src, const void* quantized, int64_t rows, int64_t cols,
-                         const float* imatrix) {
-  std::vector<float> back(static_cast<size_t>(rows * cols));
-  kernels::dequantize_rows(type, quantized, back.data(), rows, cols);
-  double err = 0;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) {
-      const double d = static_cast<double>(back[r * cols + j]) - src[r * cols + j];
-      err += (imatrix ? imatrix[j] : 1.0) * d * d;
-    }
-  return err;
+void quantize(TypeId type, QuantAlgo algo, const float* src, void* dst, int64_t rows, int64_t cols, const float* imatrix) {
+  if (algo == QuantAlgo::kBest && best_supports(type)) quantize_rows_best(type, src, dst, rows, cols, imatrix);
+  else kernels::quantize_rows(type, src, dst, rows, cols, imatrix);
 }
 
 }  // namespace

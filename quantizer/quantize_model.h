@@ -23,11 +23,12 @@ struct QuantizeProgress {
 
 enum class QuantAlgo {
   kGgml,  // byte-identical to ggml_quantize_chunk
+  kBest,  // shrink's own scale search: same layout, lower weighted error
 };
 
 struct QuantizeOptions {
   PlanOptions plan;
-  QuantAlgo algo = QuantAlgo::kGgml;
+  QuantAlgo algo = QuantAlgo::kBest;
   std::string output;
   bool allow_nonfinite = false;  // NaN/Inf weights are refused unless this is set
   // Per-column importance for a weight tensor (row length values), or nullptr when the

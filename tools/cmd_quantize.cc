@@ -13,7 +13,7 @@ namespace {
 
 struct Args {
   std::string input, output, type = "auto", tokenizer;
-  std::string algo = "ggml";
+  std::string algo = "best";
   std::string fallback = "lowest-error";
   std::string output_tensor_type, token_embedding_type;
   std::vector<std::string> tensor_types;
@@ -77,7 +77,8 @@ Result<QuantizeOptions> build_options(const Args& a, const ModelSource& model, b
   if (is_convert && traits(mix.default_type).quantized)
     return make_error("convert writes float types only (f32|f16|bf16); use `shrink quantize --type " + a.type + "`");
   if (a.algo == "ggml") q.algo = QuantAlgo::kGgml;
-  else return make_error("--algo " + a.algo + ": only ggml is available in this build");
+  else if (a.algo == "best") q.algo = QuantAlgo::kBest;
+  else return make_error("--algo " + a.algo + ": choose ggml or best");
   if (a.fallback == "llama") q.plan.fallback = FallbackRule::kLlama;
   else if (a.fallback != "lowest-error") return make_error("--fallback " + a.fallback + ": choose lowest-error or llama");
   MixOverrides& o = q.plan.overrides;
@@ -186,7 +187,7 @@ void add_convert_and_quantize(CLI::App& root, std::vector<Command>& commands) {
   add_common(quant, q);
   quant->add_option("-t,--type", q.type, "type or llama.cpp mix: " + mix_list())->required();
   quant->add_option("--algo", q.algo,
-                    "ggml: byte-identical to llama.cpp's quantizer")
+                    "best: shrink's scale search (lower weighted error, same bytes layout); ggml: byte-identical to llama.cpp")
       ->capture_default_str();
   quant->add_option("--fallback", q.fallback,
                     "rows that do not fit a 256-block type: lowest-error (a no-larger type with the least error) or llama")
