@@ -39,20 +39,16 @@ double bits_per_weight(TypeId t) {
 constexpr TypeId kSmallBlockTypes[] = {TypeId::IQ4_NL, TypeId::Q4_0, TypeId::Q4_1,
                                        TypeId::Q5_0,   TypeId::Q5_1, TypeId::Q8_0};
 
-// Types for a tensor whose rows do not fit `intended`: those that fit and are no larger; if
-// none is (Q2_K/Q3_K are below 4.5 bpw), the smallest that fit.
-std::vector<TypeId> fallback_candidates(TypeId intended, int64_t row) {
-  std::vector<TypeId> fit, small;
-  for (TypeId t : kSmallBlockTypes) {
-    if (!row_fits(t, row) || !kernels::can_quantize(t)) continue;
-    fit.push_back(t);
-    if (bits_per_weight(t) <= bits_per_weight(intended) + 1e-9) small.push_back(t);
-  }
-  if (!small.empty()) return small;
-  std::vector<TypeId> smallest;
-  for (TypeId t : fit)
-    if (bits_per_weight(t) <= bits_per_weight(fit.front()) + 1e-9) smallest.push_back(t);
-  return smallest;
+// Types for a tensor whose rows do not fit `intended`: the 32-block types that fit and are no
+// larger than llama.cpp's own fallback (`llama_choice`), so the file never grows past
+// llama.cpp's; the quantizer keeps the one with the lowest error.
+std::vector<TypeId> fallback_candidates(TypeId llama_choice, int64_t row) {
+  std::vector<TypeId> out;
+  if (!traits(llama_choice).quantized) return out;  // F16: no block type fits at all
+  for (TypeId t : kSmallBlockTypes)
+    if (row_fits(t, row) && kernels::can_quantize(t) && bits_per_weight(t) <= bits_per_weight(llama_choice) + 1e-9)
+      out.push_back(t);
+  return out;
 }
 
 }  // namespace
@@ -93,14 +89,14 @@ Result<QuantPlan> make_plan(const ModelSource& model, const PlanOptions& options
     TypeId type = chosen[i].type;
     if (any_padded && t.shape.size() >= 2 && !row_fits(intended[i].type, t.shape[0]) &&
         traits(intended[i].type).quantized) {
-      std::vector<TypeId> c = fallback_candidates(intended[i].type, t.shape[0]);
-      if (!c.empty()) {
+      std::vector<TypeId> c = fallback_candidates(chosen[i].type, t.shape[0]);
+      if (c.size() > 1) {
         p.candidates = c;
         std::string names;
         for (TypeId x : c) names += (names.empty() ? "" : "/") + std::string(type_name(x));
         p.reason = "rows of " + std::to_string(t.shape[0]) + " do not fit " + std::string(type_name(intended[i].type)) +
-                   ": lowest error of " + names;
-        type = c.front();
+                   ": lowest error of " + names + " (llama.cpp: " + std::string(type_name(chosen[i].type)) + ")";
+        type = chosen[i].type;
       }
     }
     if (!kernels::can_quantize(type) && type != t.source_type)

@@ -1,9 +1,9 @@
 // The quantization plan: which type each tensor gets, and why. The per-tensor rules are
 // llama.cpp's mixes (quantizer/mixes.h). Where a row is not a multiple of the chosen type's
-// block, llama.cpp falls back to a larger type (Q4_K -> Q5_0, so a "4.5 bpw" tensor becomes
-// 5.5; llama.cpp issue #1919). shrink instead lists every 32-block type no larger than the
-// intended one and lets the quantizer keep the one with the lowest (importance-weighted)
-// error; `--fallback llama` restores llama.cpp's choice.
+// block, llama.cpp falls back to a fixed larger type (Q4_K -> Q5_0, so a "4.5 bpw" tensor becomes
+// 5.5; llama.cpp issue #1919). shrink instead lists every 32-block type no larger than llama.cpp's
+// fallback and lets the quantizer keep the one with the lowest (importance-weighted) error, so
+// the file is never larger than llama.cpp's; `--fallback llama` takes llama.cpp's type as is.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +35,7 @@ struct QuantPlan {
 };
 
 enum class FallbackRule {
-  kLowestError,  // shrink: the lowest-error type of equal or smaller size
+  kLowestError,  // shrink: the lowest-error type no larger than llama.cpp's fallback
   kLlama,        // llama.cpp: tensor_type_fallback (Q4_K -> Q5_0, Q6_K -> Q8_0, ...)
 };
 
