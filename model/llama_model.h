@@ -1,0 +1,87 @@
+// LlamaModel: a Llama-family decoder ("llama" and "qwen2" as GGUF names them) loaded for
+// inference, and its forward pass over a batch of tokens with a KV cache.
+//
+// Weight matrices stay in their storage type: a GGUF input's tensors are used in place (views
+// into the mapped file, kept alive by the model), other inputs are read as F32. Products with
+// quantized weights follow ggml's CPU backend: the activation row is converted to the weight
+// type's vec_dot_type (kernels/dot.h) and each block's integer dot product is scaled, so results
+// agree with llama.cpp up to float summation order. The KV cache holds F16 values by default,
+// as llama.cpp's does (type_k = type_v = f16), and attention rounds the query and the softmax
+// weights to F16 where ggml's F16 matrix products do.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "formats/vocab.h"
+#include "kernels/quant_types.h"
+#include "model/llama_config.h"
+#include "model/model_source.h"
+
+namespace shrink {
+
+// One weight matrix in its storage type: n_rows rows of n_cols weights (ggml ne0 = n_cols).
+struct WeightMatrix {
+  std::string name;
+  TypeId type = TypeId::F32;
+  int64_t n_cols = 0;
+  int64_t n_rows = 0;
+  size_t row_bytes = 0;
+  const uint8_t* data = nullptr;
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+};
+
+struct LlamaLayer {
+  std::vector<float> attn_norm;                 // (n_embd)
+  WeightMatrix wq, wk, wv, wo;                  // (n_embd_q, n_embd), (n_embd_kv, n_embd) x2, (n_embd, n_embd_q)
+  std::vector<float> bq, bk, bv;                // empty unless config.qkv_bias
+  std::vector<float> ffn_norm;                  // (n_embd)
+  WeightMatrix ffn_gate, ffn_up, ffn_down;      // (n_ff, n_embd) x2, (n_embd, n_ff)
+};
+
+enum class KvCacheType { F16, F32 };
+
+struct LlamaModel {
+  LlamaConfig config;
+  Vocab vocab;
+  WeightMatrix token_embd;                      // (n_vocab, n_embd)
+  std::vector<LlamaLayer> layers;
+  std::vector<float> output_norm;               // (n_embd)
+  WeightMatrix output;                          // (n_vocab, n_embd); token_embd when tied
+  std::vector<float> rope_freq_factors;         // (head_dim / 2) or empty (llama3 rope_freqs)
+  // Storage behind the WeightMatrix views: the source's mappings and F32 copies.
+  std::vector<std::shared_ptr<void>> keep_alive;
+  std::vector<std::shared_ptr<std::vector<uint8_t>>> owned;
+
+  uint64_t weight_bytes() const;
+};
+
+// Loads every tensor the config names; errors name the tensor and the shape or type rule.
+Result<LlamaModel> load_llama_model(const ModelSource& source);
+
+// Keys and values of every layer for up to n_ctx positions.
+struct KvCache {
+  int64_t n_ctx = 0;
+  int64_t n_past = 0;               // positions already filled
+  KvCacheType type = KvCacheType::F16;
+  std::vector<std::vector<float>> k, v;  // per layer (n_ctx, n_embd_kv), F16-rounded when type is F16
+
+  void clear() { n_past = 0; }
+};
+KvCache make_kv_cache(const LlamaModel& model, int64_t n_ctx, KvCacheType type = KvCacheType::F16);
+
+// Evaluates `tokens` at positions cache.n_past .. cache.n_past + n - 1, appending their keys and
+// values to the cache. Logits (n_vocab floats per row) are written to `logits` for the tokens
+// at index >= logits_from only: (n - logits_from) rows. Errors: cache full, token id out of range.
+Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const int32_t> tokens,
+                     std::vector<float>& logits, int64_t logits_from = 0);
+
+// y (n_tokens, w.n_rows) = x (n_tokens, w.n_cols) times w transposed, with ggml's activation
+// conversion for w's type (see kernels/dot.h). Rows spread over OpenMP threads.
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y);
+
+}  // namespace shrink
