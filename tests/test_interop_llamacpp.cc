@@ -535,6 +535,36 @@ TEST_CASE("llama.cpp runs every mix shrink writes for stories260K", "[interop][l
   // model loading tokenizes "\n", which makes llama.cpp's byte_to_token throw.
 }
 
+TEST_CASE("stories260K q4_k_m: no larger than llama.cpp's and lower KL divergence, measured by llama.cpp",
+          "[interop][llamacpp][kld]") {
+  // The k-quant target: llama.cpp's own q4_k_m of stories260K is 304,096 bytes; shrink's default
+  // (best search + lowest-error fallback for the 64-wide rows) must be no larger and closer to F32.
+  // KLD is computed from llama.cpp's logits for both files (llama_kld.mjs, as llama-perplexity
+  // --kl-divergence: ctx 512, second half of each chunk) on the first 60 KB of WikiText-2.
+  TempDir tmp;
+  const fs::path ours = tmp / "q4_k_m.gguf";
+  RunResult r = run_shrink("quantize " + llama2c_input() + " -o " + quote(ours.string()) + " --type q4_k_m");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  const fs::path ref_dir = data().reference_f32.parent_path();
+  const fs::path theirs = ref_dir / "stories260K-q4_k_m.llamacpp.gguf";
+  CHECK(fs::file_size(theirs) == 304096);
+  CHECK(fs::file_size(ours) <= fs::file_size(theirs));
+  const fs::path text = data().llama2c_model.parent_path().parent_path().parent_path() / "corpus/wikitext2_wiki.test.raw";
+  const NodeRun run = run_node("llama_kld.mjs", join({quote(data().reference_f32.string()), quote(theirs.string()),
+                                                      quote(ours.string()), "--text", quote(text.string()), "--bytes",
+                                                      "61440", "--ctx", "512"}));
+  INFO("command: " << run.command << "\nstdout:\n" << run.out);
+  REQUIRE(run.exit_code == 0);
+  REQUIRE(run.lines.size() == 2);
+  const double kld_theirs = run.lines[0]["kld_mean"].get<double>();
+  const double kld_ours = run.lines[1]["kld_mean"].get<double>();
+  WARN("q4_k_m mean KLD vs F32: llama.cpp " << kld_theirs << " (" << fs::file_size(theirs) << " bytes), shrink "
+                                            << kld_ours << " (" << fs::file_size(ours) << " bytes)");
+  CHECK(run.lines[0]["count"].get<int>() > 10000);
+  CHECK(kld_ours < kld_theirs);
+}
+
 TEST_CASE("llama.cpp tokenizes like SentencePiece with shrink's vocabulary", "[interop][llamacpp]") {
   TempDir tmp;
   SECTION("vocabulary from the llama2.c tokenizer (tok512.bin)") {
