@@ -20,6 +20,7 @@ struct Command {
 void add_inspect(CLI::App& root, std::vector<Command>& commands);
 void add_convert_and_quantize(CLI::App& root, std::vector<Command>& commands);
 void add_demo(CLI::App& root, std::vector<Command>& commands);
+void add_tokenize(CLI::App& root, std::vector<Command>& commands);
 void add_eval(CLI::App& root, std::vector<Command>& commands);
 
 // Prints "shrink: error: <message>" on stderr and returns exit code 1.

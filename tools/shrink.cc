@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   shrink::cli::add_inspect(app, commands);
   shrink::cli::add_convert_and_quantize(app, commands);
   shrink::cli::add_demo(app, commands);
+  shrink::cli::add_tokenize(app, commands);
   shrink::cli::add_eval(app, commands);
   try {
     app.parse(argc, argv);
