@@ -286,3 +286,25 @@ TEST_CASE("stories260K tok512 (llama2.c path) tokenizes like SentencePiece", "[d
   }
   CHECK(t->encode("Once upon a time", true, false).front() == 1);  // BOS
 }
+
+TEST_CASE("shrink tokenize: ids from a vocabulary-only GGUF and from a llama2.c checkpoint", "[data]") {
+  const fs::path spm = vocab_dir() / "ggml-vocab-llama-spm.gguf";
+  const fs::path bin = data_dir() / "models/stories260K/stories260K.bin";
+  if (!fs::exists(spm) || !fs::exists(bin)) skip_program("../shared/data vocab files or stories260K not found");
+  RunResult r = run_shrink("tokenize " + quote(spm.string()) + " --text 'Hello world' --ids-only");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "1 15043 3186\n");
+  r = run_shrink("tokenize " + quote(spm.string()) + " --text 'Hello world' --no-bos");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("15043 -> ' Hello'") != std::string::npos);
+  CHECK(r.out.find("2 tokens") != std::string::npos);
+  r = run_shrink("tokenize " + quote((vocab_dir() / "ggml-vocab-llama-bpe.gguf").string()) +
+                 " --text 'Hi<|eot_id|>' --parse-special --ids-only --no-bos");
+  CHECK(r.out == "13347 128009\n");
+  r = run_shrink("tokenize " + quote(bin.string()) + " --tokenizer " +
+                 quote((bin.parent_path() / "tok512.bin").string()) + " --text 'Once upon a time' --ids-only");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "1 403 407 261 378\n");
+  r = run_shrink("tokenize " + quote(spm.string()));
+  CHECK(r.exit_code != 0);
+}
