@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "model/llama_model.h"
 #include "model/model_source.h"
+#include "model/tokenizer.h"
 #include "tools/cli.h"
 
 namespace shrink::cli {
@@ -43,21 +44,31 @@ Result<std::vector<int32_t>> read_tokens(const std::string& path) {
   return ids;
 }
 
+// The text as llama-perplexity reads -f: one trailing newline dropped, tokenized with the
+// model's own tokenizer, BOS first when the vocabulary adds one, special texts not parsed.
+Result<std::vector<int32_t>> tokenize_file(const std::string& path, const ModelSource& model) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(path + ": cannot open the text file");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  TokenizerOptions to;
+  to.model_name = model.config.name;
+  SHRINK_ASSIGN(Tokenizer tok, Tokenizer::from_vocab(model.vocab, to));
+  return tok.encode(text, /*add_special=*/true, /*parse_special=*/false);
+}
+
 int run(const Args& a) {
   if (a.text.empty() == a.tokens.empty()) return fail("give exactly one of --text and --tokens");
-  if (!a.text.empty())
-    return fail("--text: shrink has no tokenizer for this model yet; tokenize with llama.cpp "
-                "(tests/interop/llama_logprobs.mjs prints the ids) and pass them with --tokens");
   if (a.kv_type != "f16" && a.kv_type != "f32") return fail("--kv-type must be f16 or f32, got \"" + a.kv_type + "\"");
   if (a.threads > 0) omp_set_num_threads(a.threads);
 
-  auto tokens = read_tokens(a.tokens);
-  if (!tokens.ok()) return fail(tokens.error());
   OpenOptions oo;
   oo.tokenizer = a.tokenizer;
   auto source = open_model(a.input, oo);
   if (!source.ok()) return fail(source.error());
   for (const std::string& w : source->warnings) warn(w);
+  auto tokens = a.tokens.empty() ? tokenize_file(a.text, *source) : read_tokens(a.tokens);
+  if (!tokens.ok()) return fail(tokens.error());
   auto model = load_llama_model(*source);
   if (!model.ok()) return fail(model.error());
 
