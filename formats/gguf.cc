@@ -2,6 +2,7 @@
 //   gguf.md   = ggml/docs/gguf.md (the format specification, v3)
 //   gguf.cpp  = ggml/src/gguf.cpp (gguf_init_from_file_impl, gguf_write_out: what llama.cpp accepts and writes)
 #include "formats/gguf.h"
+#include "formats/error_text.h"
 
 #include <algorithm>
 #include <bit>
@@ -81,19 +82,7 @@ bool valid_alignment(uint64_t a) { return is_power_of_two(a) && a % 8 == 0 && a 
 const char* kAlignmentRule = "must be a power of two and a multiple of 8 (gguf.md, gguf.cpp)";
 
 std::string quoted_name(const std::string& s, size_t max_len = 64) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < max_len; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > max_len) out += "...";
-  return out + "'";
+  return quote_untrusted(s, max_len);
 }
 
 // Escapes control characters so a value prints on one line (chat templates hold newlines);

@@ -1,6 +1,7 @@
 // Importance-matrix files. Every rule below cites where llama.cpp takes it from; the file
 // abbreviations are the ones in imatrix_file.h.
 #include "formats/imatrix_file.h"
+#include "formats/error_text.h"
 
 #include <algorithm>
 #include <cmath>
@@ -38,19 +39,7 @@ constexpr uint64_t kMinDatEntryBytes = 4 + 4 + 4 + 4;
 constexpr double kMaxCount = 4611686018427387904.0;  // 2^62
 
 std::string quoted(const std::string& s, size_t max_len = 80) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < max_len; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > max_len) out += "...";
-  return out + "'";
+  return quote_untrusted(s, max_len);
 }
 
 std::string num(double x) {

@@ -3,6 +3,7 @@
 // Metadata::validate) and its README "Format" section; sharding follows Hugging Face
 // transformers' model.safetensors.index.json.
 #include "formats/safetensors.h"
+#include "formats/error_text.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -70,19 +71,7 @@ Error err(const std::string& file, const std::string& what, const std::string& f
 }
 
 std::string quoted_name(const std::string& s, size_t max_len = 80) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < max_len; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > max_len) out += "...";
-  return out + "'";
+  return quote_untrusted(s, max_len);
 }
 
 // A short rendering of a JSON value for error messages.
