@@ -277,3 +277,18 @@ TEST_CASE("quantize --imatrix: weighted quantization, entries listed, mismatched
                      quote((tmp / "other.gguf").string()),
                  out_dir, "other.gguf", other.entries[1].name);
 }
+
+TEST_CASE("demo runs from nothing and writes GGUFs that read back") {
+  TempDir tmp;
+  RunResult r = run_shrink("demo --dir " + quote((tmp / "demo").string()));
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  for (const char* name : {"model-f32.gguf", "model-q8_0-best.gguf", "model-q4_k_m-best.gguf", "model-q4_0-ggml.gguf",
+                           "model-q4_0-best.gguf"}) {
+    INFO(name);
+    auto f = GgufFile::open((tmp / "demo" / name).string());
+    CHECK(f.ok());
+  }
+  CHECK(fs::exists(tmp / "demo/model/config.json"));
+  CHECK(fs::exists(tmp / "demo/model/model.safetensors"));
+}

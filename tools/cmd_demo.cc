@@ -1,6 +1,7 @@
 // `shrink demo`: the whole path on a model that needs no download. Generates a small Llama
 // (or takes --from MODEL), writes it as a Hugging Face folder, imports that folder, writes
-// F32, Q8_0, Q5_1 and Q4_0 GGUFs and reports size, bits per weight and weight error.
+// F32, Q8_0, Q5_K_M, Q4_K_M and Q4_0 (ggml's bytes and shrink's search) GGUFs and reports size,
+// bits per weight and weight error.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -63,16 +64,28 @@ int run(const Args& a) {
   for (const std::string& w : model->warnings) warn(w);
   std::printf("imported %s (%s, %s, %zu tensors); kernels: %s\n\n", model_path.c_str(), model->format.c_str(),
               model->config.arch.c_str(), model->tensors.size(), kernels::active_isa());
-  std::printf("%-6s %12s %10s %12s %14s %8s  %s\n", "type", "file", "bits/w", "SQNR (dB)", "RMSE", "seconds", "output");
-  for (TypeId type : {TypeId::F32, TypeId::Q8_0, TypeId::Q5_1, TypeId::Q4_0}) {
+  std::printf("%-8s %-5s %12s %10s %12s %14s %8s  %s\n", "type", "algo", "file", "bits/w", "SQNR (dB)", "RMSE", "seconds",
+              "output");
+  struct Job {
+    const char* mix;
+    QuantAlgo algo;
+  };
+  // Q4_0 twice: ggml's exact bytes and shrink's search, same layout, to show what the search buys.
+  for (const Job& job : {Job{"f32", QuantAlgo::kBest}, Job{"q8_0", QuantAlgo::kBest}, Job{"q5_k_m", QuantAlgo::kBest},
+                         Job{"q4_k_m", QuantAlgo::kBest}, Job{"q4_0", QuantAlgo::kGgml}, Job{"q4_0", QuantAlgo::kBest}}) {
+    auto mix = find_mix(job.mix);
+    if (!mix.ok()) return fail(mix.error());
+    const bool quantized = traits(mix->default_type).quantized;
+    const char* algo = !quantized ? "-" : job.algo == QuantAlgo::kBest ? "best" : "ggml";
     QuantizeOptions q;
-    q.plan.mix = std::string(type_name(type));
-    q.output = (fs::path(a.dir) / ("model-" + std::string(type_name(type)) + ".gguf")).string();
+    q.plan.mix = job.mix;
+    q.algo = job.algo;
+    q.output = (fs::path(a.dir) / ("model-" + std::string(job.mix) + (quantized ? std::string("-") + algo : "") + ".gguf")).string();
     auto s = quantize_model(*model, q);
     if (!s.ok()) return fail(s.error());
     auto err = weight_error(*model, q.output);
     if (!err.ok()) return fail(err.error());
-    std::printf("%-6s %12s %10.3f %12.2f %14.3e %8.2f  %s\n", std::string(type_name(type)).c_str(),
+    std::printf("%-8s %-5s %12s %10.3f %12.2f %14.3e %8.2f  %s\n", job.mix, algo,
                 human_bytes(s->output_bytes).c_str(), s->bits_per_weight, err->sqnr_db(), err->rmse(), s->seconds,
                 q.output.c_str());
   }
