@@ -4,6 +4,8 @@
 #include "kernels/ref/kquant_ref.h"
 #include "kernels/ref/quant_ref.h"
 #if defined(SHRINK_HAVE_X86)
+#include "kernels/x86/kquant_avx2.h"
+#include "kernels/x86/kquant_avx512.h"
 #include "kernels/x86/quant_avx2.h"
 #include "kernels/x86/quant_avx512.h"
 #endif
@@ -39,6 +41,19 @@ bool has_neon() { return cpu_features().neon; }
         &ref::quantize_row_##SUFFIX##_imatrix                                                \
   }
 
+// A SIMD variant with its own importance-matrix quantizer (same bytes as the reference's).
+#define SHRINK_SIMD_IMATRIX(TYPE, ISA, NS, SUFFIX, AVAIL)                                   \
+  KernelVariant {                                                                          \
+    TypeId::TYPE, Isa::ISA, &NS::quantize_row_##SUFFIX, &NS::dequantize_row_##SUFFIX, &AVAIL, \
+        &NS::quantize_row_##SUFFIX##_imatrix                                               \
+  }
+// The k-quants and IQ4 types (kernels/x86/kquant_*.cc).
+#define SHRINK_K_TYPES(ISA, NS, AVAIL)                                                                     \
+  SHRINK_SIMD_IMATRIX(Q2_K, ISA, NS, q2_K, AVAIL), SHRINK_SIMD_IMATRIX(Q3_K, ISA, NS, q3_K, AVAIL),         \
+      SHRINK_SIMD_IMATRIX(Q4_K, ISA, NS, q4_K, AVAIL), SHRINK_SIMD_IMATRIX(Q5_K, ISA, NS, q5_K, AVAIL),     \
+      SHRINK_SIMD_IMATRIX(Q6_K, ISA, NS, q6_K, AVAIL), SHRINK_SIMD_IMATRIX(IQ4_NL, ISA, NS, iq4_nl, AVAIL), \
+      SHRINK_SIMD_IMATRIX(IQ4_XS, ISA, NS, iq4_xs, AVAIL)
+
 #define SHRINK_ALL_TYPES(ISA, NS, AVAIL)                                                 \
   SHRINK_VARIANT(F16, ISA, NS, f16, AVAIL), SHRINK_VARIANT(BF16, ISA, NS, bf16, AVAIL), \
       SHRINK_VARIANT(Q8_0, ISA, NS, q8_0, AVAIL), SHRINK_VARIANT(Q4_0, ISA, NS, q4_0, AVAIL), \
@@ -46,7 +61,7 @@ bool has_neon() { return cpu_features().neon; }
       SHRINK_VARIANT(Q5_1, ISA, NS, q5_1, AVAIL)
 
 // Reference first (reference_variant() relies on it), then SIMD. F32 is a copy: ref only.
-// The k-quants and IQ4 types have only their reference so far.
+// The k-quants and IQ4 types have AVX2/AVX-512 variants only (NEON: reference).
 const KernelVariant kVariants[] = {
     SHRINK_VARIANT(F32, kRef, ref, f32, always),
     SHRINK_VARIANT(F16, kRef, ref, f16, always),
@@ -65,7 +80,9 @@ const KernelVariant kVariants[] = {
     SHRINK_REF_IMATRIX(IQ4_XS, iq4_xs),
 #if defined(SHRINK_HAVE_X86)
     SHRINK_ALL_TYPES(kAvx2, avx2, has_avx2),
+    SHRINK_K_TYPES(kAvx2, avx2, has_avx2),
     SHRINK_ALL_TYPES(kAvx512, avx512, has_avx512),
+    SHRINK_K_TYPES(kAvx512, avx512, has_avx512),
 #endif
 #if defined(SHRINK_HAVE_NEON)
     SHRINK_ALL_TYPES(kNeon, neon, has_neon),
@@ -73,6 +90,8 @@ const KernelVariant kVariants[] = {
 };
 
 #undef SHRINK_ALL_TYPES
+#undef SHRINK_K_TYPES
+#undef SHRINK_SIMD_IMATRIX
 #undef SHRINK_REF_IMATRIX
 #undef SHRINK_VARIANT
 
