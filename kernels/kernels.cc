@@ -55,12 +55,14 @@ size_t quantize_rows(TypeId type, const float* src, void* dst, int64_t n_rows, i
   const KernelVariant* r = reference_variant(type);
   if (imatrix != nullptr && r != nullptr && r->quantize_imatrix != nullptr) {
     // With an imatrix the unit of work is a whole row (the legacy types weight by the row's
-    // mean square), so threads take runs of rows; only the reference has this path.
+    // mean square), so threads take runs of rows. The dispatched variant's imatrix quantizer
+    // when it has one (k-quants, IQ4), else the reference's.
+    const KernelVariant* q = v->quantize_imatrix != nullptr ? v : r;
     const size_t rs = row_size(type, n_per_row);
     const int64_t rows_per_chunk = n_per_row >= kChunkWeights ? 1 : kChunkWeights / n_per_row;
     for_each_run(n_rows, rows_per_chunk, [&](int64_t r0, int64_t nr) {
       for (int64_t row = r0; row < r0 + nr; ++row)
-        r->quantize_imatrix(src + row * n_per_row, static_cast<char*>(dst) + row * static_cast<int64_t>(rs),
+        q->quantize_imatrix(src + row * n_per_row, static_cast<char*>(dst) + row * static_cast<int64_t>(rs),
                             n_per_row, imatrix);
     });
     return static_cast<size_t>(n_rows) * rs;

@@ -27,8 +27,8 @@ struct KernelVariant {
   QuantizeRowFn quantize;
   DequantizeRowFn dequantize;
   bool (*available)();  // true when this CPU can run it (reads the features dispatch cached)
-  // The importance-matrix quantizer, or nullptr. Only reference variants have one; for types
-  // where ggml ignores the imatrix (F32, F16, BF16, Q8_0) it is nullptr everywhere.
+  // The importance-matrix quantizer, or nullptr: the reference of every type ggml weights (not
+  // F32, F16, BF16, Q8_0), and the AVX2/AVX-512 variants of the k-quants and IQ4 types.
   QuantizeRowImatrixFn quantize_imatrix;
 };
 
