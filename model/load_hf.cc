@@ -2,6 +2,7 @@
 // MistralForCausalLM and Qwen2ForCausalLM: names mapped to GGUF's, shapes checked against
 // config.json, q/k rows permuted from rotate-half to GGUF's interleaved order (llama only:
 // llama.cpp runs qwen2 with NEOX-style RoPE, which is HF's own order).
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
