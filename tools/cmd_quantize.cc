@@ -190,7 +190,7 @@ void add_convert_and_quantize(CLI::App& root, std::vector<Command>& commands) {
                     "best: shrink's scale search (lower weighted error, same bytes layout); ggml: byte-identical to llama.cpp")
       ->capture_default_str();
   quant->add_option("--fallback", q.fallback,
-                    "rows that do not fit a 256-block type: lowest-error (a no-larger type with the least error) or llama")
+                    "rows that do not fit a 256-block type: lowest-error (least error among types no larger than llama.cpp's fallback) or llama (its fallback as is)")
       ->capture_default_str();
   quant->add_option("--output-tensor-type", q.output_tensor_type, "type of output.weight");
   quant->add_option("--token-embedding-type", q.token_embedding_type, "type of token_embd.weight");
