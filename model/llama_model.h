@@ -74,11 +74,22 @@ struct KvCache {
 };
 KvCache make_kv_cache(const LlamaModel& model, int64_t n_ctx, KvCacheType type = KvCacheType::F16);
 
+// Sees the input of every weight-matrix product during a forward pass (calibration: importance
+// matrices, activation statistics). x is (n_tokens, w.n_cols), row-major, in F32 as it enters
+// the product (before any activation quantization). Called from the forward pass's thread, never
+// concurrently; `w.name` is the GGUF tensor name ("blk.0.attn_q.weight").
+class MatmulObserver {
+ public:
+  virtual ~MatmulObserver() = default;
+  virtual void observe(const WeightMatrix& w, const float* x, int64_t n_tokens) = 0;
+};
+
 // Evaluates `tokens` at positions cache.n_past .. cache.n_past + n - 1, appending their keys and
 // values to the cache. Logits (n_vocab floats per row) are written to `logits` for the tokens
 // at index >= logits_from only: (n - logits_from) rows. Errors: cache full, token id out of range.
 Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const int32_t> tokens,
-                     std::vector<float>& logits, int64_t logits_from = 0);
+                     std::vector<float>& logits, int64_t logits_from = 0,
+                     MatmulObserver* observer = nullptr);
 
 // y (n_tokens, w.n_rows) = x (n_tokens, w.n_cols) times w transposed, with ggml's activation
 // conversion for w's type (see kernels/dot.h). Rows spread over OpenMP threads.
