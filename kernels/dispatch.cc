@@ -44,6 +44,24 @@ Table build() {
   return t;
 }
 
+// Same choice for the dot products: the highest available ISA per weight type.
+struct DotTable {
+  std::array<const DotVariant*, kMaxTypeId> best{};
+};
+
+DotTable build_dots() {
+  DotTable t;
+  const bool ref_only = force_reference();
+  for (const DotVariant& v : dot_variants()) {
+    const auto id = static_cast<size_t>(v.weight_type);
+    if (id >= kMaxTypeId || !v.available()) continue;
+    if (ref_only && v.isa != Isa::kRef) continue;
+    const DotVariant*& slot = t.best[id];
+    if (slot == nullptr || static_cast<int>(v.isa) > static_cast<int>(slot->isa)) slot = &v;
+  }
+  return t;
+}
+
 }  // namespace
 
 const CpuFeatures& cpu_features() {
@@ -62,6 +80,12 @@ bool force_reference() {
 const KernelVariant* dispatched_variant(TypeId type) {
   static const Table table = build();
   const auto id = static_cast<size_t>(type);
+  return id < kMaxTypeId ? table.best[id] : nullptr;
+}
+
+const DotVariant* dispatched_dot(TypeId weight_type) {
+  static const DotTable table = build_dots();
+  const auto id = static_cast<size_t>(weight_type);
   return id < kMaxTypeId ? table.best[id] : nullptr;
 }
 

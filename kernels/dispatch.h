@@ -21,4 +21,7 @@ bool force_reference();
 // The variant quantize_rows()/dequantize_rows() use for `type`, or nullptr if none.
 const KernelVariant* dispatched_variant(TypeId type);
 
+// The dot-product variant vec_dot() uses for `weight_type`, or nullptr if none.
+const DotVariant* dispatched_dot(TypeId weight_type);
+
 }  // namespace shrink::kernels

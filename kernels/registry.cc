@@ -95,6 +95,26 @@ const KernelVariant kVariants[] = {
 #undef SHRINK_REF_IMATRIX
 #undef SHRINK_VARIANT
 
+#define SHRINK_DOT(TYPE, ISA, NS, FN, AVAIL) \
+  DotVariant { TypeId::TYPE, Isa::ISA, &NS::FN, &AVAIL }
+// Every weight type with a dot product, in one ISA namespace.
+#define SHRINK_ALL_DOTS(ISA, NS, AVAIL)                                                                        \
+  SHRINK_DOT(F32, ISA, NS, vec_dot_f32, AVAIL), SHRINK_DOT(F16, ISA, NS, vec_dot_f16, AVAIL),                   \
+      SHRINK_DOT(BF16, ISA, NS, vec_dot_bf16, AVAIL), SHRINK_DOT(Q4_0, ISA, NS, vec_dot_q4_0_q8_0, AVAIL),      \
+      SHRINK_DOT(Q4_1, ISA, NS, vec_dot_q4_1_q8_1, AVAIL), SHRINK_DOT(Q5_0, ISA, NS, vec_dot_q5_0_q8_0, AVAIL), \
+      SHRINK_DOT(Q5_1, ISA, NS, vec_dot_q5_1_q8_1, AVAIL), SHRINK_DOT(Q8_0, ISA, NS, vec_dot_q8_0_q8_0, AVAIL), \
+      SHRINK_DOT(IQ4_NL, ISA, NS, vec_dot_iq4_nl_q8_0, AVAIL), SHRINK_DOT(Q2_K, ISA, NS, vec_dot_q2_K_q8_K, AVAIL), \
+      SHRINK_DOT(Q3_K, ISA, NS, vec_dot_q3_K_q8_K, AVAIL), SHRINK_DOT(Q4_K, ISA, NS, vec_dot_q4_K_q8_K, AVAIL), \
+      SHRINK_DOT(Q5_K, ISA, NS, vec_dot_q5_K_q8_K, AVAIL), SHRINK_DOT(Q6_K, ISA, NS, vec_dot_q6_K_q8_K, AVAIL), \
+      SHRINK_DOT(IQ4_XS, ISA, NS, vec_dot_iq4_xs_q8_K, AVAIL)
+
+const DotVariant kDotVariants[] = {
+    SHRINK_ALL_DOTS(kRef, ref, always),
+};
+
+#undef SHRINK_ALL_DOTS
+#undef SHRINK_DOT
+
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -112,6 +132,14 @@ std::span<const KernelVariant> kernel_variants() { return kVariants; }
 const KernelVariant* reference_variant(TypeId type) {
   for (const KernelVariant& v : kVariants)
     if (v.type == type && v.isa == Isa::kRef) return &v;
+  return nullptr;
+}
+
+std::span<const DotVariant> dot_variants() { return kDotVariants; }
+
+const DotVariant* reference_dot(TypeId weight_type) {
+  for (const DotVariant& v : kDotVariants)
+    if (v.weight_type == weight_type && v.isa == Isa::kRef) return &v;
   return nullptr;
 }
 

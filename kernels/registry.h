@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 
+#include "kernels/dot.h"
 #include "kernels/quant_types.h"
 
 namespace shrink::kernels {
@@ -37,5 +38,17 @@ std::span<const KernelVariant> kernel_variants();
 
 // The scalar reference of `type`, or nullptr if shrink has no kernel for it.
 const KernelVariant* reference_variant(TypeId type);
+
+// Dot-product variants: one row of `weight_type` against one activation row in
+// vec_dot_type(weight_type) (kernels/dot.h). Same rules as the quantize variants: reference
+// first, dispatch takes the highest available ISA, tests run every available entry.
+struct DotVariant {
+  TypeId weight_type;
+  Isa isa;
+  VecDotFn vec_dot;
+  bool (*available)();
+};
+std::span<const DotVariant> dot_variants();
+const DotVariant* reference_dot(TypeId weight_type);
 
 }  // namespace shrink::kernels

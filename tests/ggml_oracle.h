@@ -41,4 +41,34 @@ class GgmlOracle {
   std::string error_;
 };
 
+// ggml's CPU-backend kernels, loaded from one libggml-cpu-<variant>.so of the same package
+// (libggml-cpu-x64.so is built without AVX, so it runs ggml's *_generic code; the others run
+// ggml's SIMD code for that CPU family). The oracle for activation quantization (from_float)
+// and dot products (vec_dot). The library loads libggml-base.so from its own folder.
+class GgmlCpuOracle {
+ public:
+  explicit GgmlCpuOracle(const std::string& library_path);
+  ~GgmlCpuOracle();
+  GgmlCpuOracle(const GgmlCpuOracle&) = delete;
+  GgmlCpuOracle& operator=(const GgmlCpuOracle&) = delete;
+
+  bool ok() const { return get_traits_ != nullptr; }
+  const std::string& error() const { return error_; }
+
+  // type_traits_cpu[type].from_float(x, y, n): the row converter the CPU backend applies to
+  // activations (e.g. quantize_row_q8_K for GGML_TYPE_Q8_K). False if ggml has none.
+  bool from_float(uint32_t type, const float* x, void* y, int64_t n) const;
+  // type_traits_cpu[weight_type].vec_dot(n, &s, 0, w, 0, a, 0, 1); `a` in its vec_dot_type.
+  // False if ggml has none.
+  bool vec_dot(uint32_t weight_type, int64_t n, const void* w, const void* a, float* s) const;
+  // type_traits_cpu[weight_type].vec_dot_type.
+  uint32_t vec_dot_type(uint32_t weight_type) const;
+
+ private:
+  using GetTraitsFn = const void* (*)(int);
+  void* handle_ = nullptr;
+  GetTraitsFn get_traits_ = nullptr;
+  std::string error_;
+};
+
 }  // namespace shrink::test

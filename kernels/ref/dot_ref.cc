@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/dot.h"
+#include "kernels/dispatch.h"
 #include "kernels/fp16.h"
 
 namespace shrink::kernels {
@@ -204,7 +205,13 @@ bool has_vec_dot(TypeId weight_type) {
     case TypeId::Q5_0:
     case TypeId::Q5_1:
     case TypeId::Q8_0:
-    case TypeId::IQ4_NL: return true;
+    case TypeId::IQ4_NL:
+    case TypeId::Q2_K:
+    case TypeId::Q3_K:
+    case TypeId::Q4_K:
+    case TypeId::Q5_K:
+    case TypeId::Q6_K:
+    case TypeId::IQ4_XS: return true;
     default: return false;
   }
 }
@@ -266,23 +273,14 @@ void quantize_activation(TypeId act_type, const float* x, void* dst, int64_t n) 
     }
     case TypeId::Q8_0: quantize_act_q8<block_q8_0, false>(x, dst, n); return;
     case TypeId::Q8_1: quantize_act_q8<block_q8_1, true>(x, dst, n); return;
+    case TypeId::Q8_K: ref::quantize_row_q8_K(x, dst, n); return;
     default: std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float)); return;
   }
 }
 
 float vec_dot(TypeId weight_type, int64_t n, const void* w, const void* a) {
-  switch (weight_type) {
-    case TypeId::F32: return ref::vec_dot_f32(n, w, a);
-    case TypeId::F16: return ref::vec_dot_f16(n, w, a);
-    case TypeId::BF16: return ref::vec_dot_bf16(n, w, a);
-    case TypeId::Q4_0: return ref::vec_dot_q4_0_q8_0(n, w, a);
-    case TypeId::Q4_1: return ref::vec_dot_q4_1_q8_1(n, w, a);
-    case TypeId::Q5_0: return ref::vec_dot_q5_0_q8_0(n, w, a);
-    case TypeId::Q5_1: return ref::vec_dot_q5_1_q8_1(n, w, a);
-    case TypeId::Q8_0: return ref::vec_dot_q8_0_q8_0(n, w, a);
-    case TypeId::IQ4_NL: return ref::vec_dot_iq4_nl_q8_0(n, w, a);
-    default: return 0.0f;  // callers check has_vec_dot() first
-  }
+  const DotVariant* v = dispatched_dot(weight_type);
+  return v != nullptr ? v->vec_dot(n, w, a) : 0.0f;  // callers check has_vec_dot() first
 }
 
 }  // namespace shrink::kernels

@@ -1,0 +1,456 @@
+// Dot products (kernels/dot.h) of every weight type shrink writes, every variant this CPU runs
+// (reference, AVX2, AVX-512), not only the one dispatch picks.
+//
+// Without ggml:
+//  - Exact cases: weight blocks of random bytes whose float scales (d, dmin, m) are powers of two,
+//    activation blocks of random quants with power-of-two scales. Then every product and every
+//    partial sum is a multiple of one unit, and when sum_i |a_i| * (largest weight magnitude of
+//    the type) stays below 2^24 units no float step rounds: each variant must equal the exact sum
+//    (computed in double from ggml-exact dequantized weights), bit for bit. This pins the integer
+//    parts (block sums, scale unpacking, bsums, the -8/-16/-32 offsets) of every variant.
+//  - Extreme cases (quants at +-127, -128 activations, all-zero blocks, all-max weights): every
+//    variant equals the exact sum when it is representable, else within the float bound below.
+//  - Float types (F32, F16, BF16): within (n + 64) * 2^-24 * sum |w_i a_i| of the double sum, and
+//    exactly equal on small-integer data.
+//  Shapes: 1, 2, 3, 5, 7, 8, 9, 17, 33 blocks of 32 and 1, 2, 3, 5 super-blocks of 256;
+//  rows at odd (unaligned) addresses.
+// With ggml ([data]: the npm package's libggml-cpu-x64.so, built without AVX, runs ggml's
+// *_generic code):
+//  - Q8_K activation bytes == ggml's from_float (quantize_row_q8_K) on random rows, ties and
+//    sign-tie rows; F16/BF16 activation bytes too.
+//  - vec_dot of the reference and of the dispatched variant against ggml's vec_dot on weights
+//    quantized from random rows: within 2^-16 * sum |w_i a_i| (summation order only).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "kernels/dispatch.h"
+#include "kernels/dot.h"
+#include "kernels/fp16.h"
+#include "kernels/kernels.h"
+#include "kernels/registry.h"
+#include "tests/ggml_oracle.h"
+#include "tests/test_kernels_data.h"
+#include "tests/test_support.h"
+
+namespace shrink {
+namespace {
+
+using namespace shrink::test::kernel_data;
+using kernels::DotVariant;
+
+const TypeId kQuantTypes[] = {TypeId::Q4_0, TypeId::Q4_1, TypeId::Q5_0, TypeId::Q5_1, TypeId::Q8_0,
+                              TypeId::IQ4_NL, TypeId::Q2_K, TypeId::Q3_K, TypeId::Q4_K, TypeId::Q5_K,
+                              TypeId::Q6_K, TypeId::IQ4_XS};
+const TypeId kFloatTypes[] = {TypeId::F32, TypeId::F16, TypeId::BF16};
+
+std::string rerun_hint() { return "rerun with: --rng-seed " + std::to_string(test::seed()); }
+std::string describe(const DotVariant& v) {
+  return std::string(type_name(v.weight_type)) + "/" + kernels::isa_name(v.isa);
+}
+
+// Every variant of `type` this CPU runs; warns about the others.
+std::vector<const DotVariant*> variants_of(TypeId type) {
+  std::vector<const DotVariant*> out;
+  for (const DotVariant& v : kernels::dot_variants()) {
+    if (v.weight_type != type) continue;
+    if (!v.available()) {
+      WARN(describe(v) << ": not supported by this CPU, not tested");
+      continue;
+    }
+    out.push_back(&v);
+  }
+  return out;
+}
+
+// Largest |scale * weight quant| + |min| of one weight, in units of the block scales, per type
+// (ggml-common.h block layouts): bounds every integer partial sum by sum |a_i| * this.
+double max_weight_units(TypeId t) {
+  switch (t) {
+    case TypeId::Q4_0: return 8;
+    case TypeId::Q4_1: return 15 + 1;       // + m * s (s = d_a * sum q_a)
+    case TypeId::Q5_0: return 16;
+    case TypeId::Q5_1: return 31 + 1;
+    case TypeId::Q8_0: return 128;
+    case TypeId::IQ4_NL: return 127;
+    case TypeId::Q2_K: return 15 * 3 + 15;
+    case TypeId::Q3_K: return 32 * 4;
+    case TypeId::Q4_K: return 63 * 15 + 63;
+    case TypeId::Q5_K: return 63 * 31 + 63;
+    case TypeId::Q6_K: return 128 * 32;
+    case TypeId::IQ4_XS: return 32 * 127;
+    default: return 0;
+  }
+}
+
+int block_of(TypeId t) { return traits(t).block_size; }
+
+// Writes power-of-two scale fields into every block of a weight row of random bytes.
+void set_pow2_scales(TypeId t, uint8_t* row, int64_t n, uint16_t d, uint16_t m) {
+  const int64_t nb = n / block_of(t);
+  const size_t bs = traits(t).type_size;
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* p = row + static_cast<size_t>(b) * bs;
+    switch (t) {
+      case TypeId::Q4_0: reinterpret_cast<block_q4_0*>(p)->d = d; break;
+      case TypeId::Q4_1: reinterpret_cast<block_q4_1*>(p)->d = d; reinterpret_cast<block_q4_1*>(p)->m = m; break;
+      case TypeId::Q5_0: reinterpret_cast<block_q5_0*>(p)->d = d; break;
+      case TypeId::Q5_1: reinterpret_cast<block_q5_1*>(p)->d = d; reinterpret_cast<block_q5_1*>(p)->m = m; break;
+      case TypeId::Q8_0: reinterpret_cast<block_q8_0*>(p)->d = d; break;
+      case TypeId::IQ4_NL: reinterpret_cast<block_iq4_nl*>(p)->d = d; break;
+      case TypeId::Q2_K: reinterpret_cast<block_q2_K*>(p)->d = d; reinterpret_cast<block_q2_K*>(p)->dmin = m; break;
+      case TypeId::Q3_K: reinterpret_cast<block_q3_K*>(p)->d = d; break;
+      case TypeId::Q4_K: reinterpret_cast<block_q4_K*>(p)->d = d; reinterpret_cast<block_q4_K*>(p)->dmin = m; break;
+      case TypeId::Q5_K: reinterpret_cast<block_q5_K*>(p)->d = d; reinterpret_cast<block_q5_K*>(p)->dmin = m; break;
+      case TypeId::Q6_K: reinterpret_cast<block_q6_K*>(p)->d = d; break;
+      case TypeId::IQ4_XS: reinterpret_cast<block_iq4_xs*>(p)->d = d; break;
+      default: break;
+    }
+  }
+}
+
+// An activation row in `at` (Q8_0, Q8_1 or Q8_K) from integer quants q and one power-of-two
+// scale; Q8_1's s and Q8_K's bsums are the exact sums (representable: |sum| < 2048 here or
+// rounded as fp16 like ggml would store it).
+std::vector<uint8_t> make_activation(TypeId at, const std::vector<int>& q, float d) {
+  const int64_t n = static_cast<int64_t>(q.size());
+  std::vector<uint8_t> a(row_size(at, n));
+  if (at == TypeId::Q8_K) {
+    auto* y = reinterpret_cast<block_q8_K*>(a.data());
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+      y[b].d = d;
+      for (int j = 0; j < QK_K; ++j) y[b].qs[j] = static_cast<int8_t>(q[static_cast<size_t>(b * QK_K + j)]);
+      for (int j = 0; j < QK_K / 16; ++j) {
+        int s = 0;
+        for (int k = 0; k < 16; ++k) s += y[b].qs[16 * j + k];
+        y[b].bsums[j] = static_cast<int16_t>(s);
+      }
+    }
+  } else if (at == TypeId::Q8_1) {
+    auto* y = reinterpret_cast<block_q8_1*>(a.data());
+    for (int64_t b = 0; b < n / 32; ++b) {
+      y[b].d = kernels::fp32_to_fp16(d);
+      int s = 0;
+      for (int j = 0; j < 32; ++j) s += (y[b].qs[j] = static_cast<int8_t>(q[static_cast<size_t>(b * 32 + j)]));
+      y[b].s = kernels::fp32_to_fp16(d * static_cast<float>(s));
+    }
+  } else {
+    auto* y = reinterpret_cast<block_q8_0*>(a.data());
+    for (int64_t b = 0; b < n / 32; ++b) {
+      y[b].d = kernels::fp32_to_fp16(d);
+      for (int j = 0; j < 32; ++j) y[b].qs[j] = static_cast<int8_t>(q[static_cast<size_t>(b * 32 + j)]);
+    }
+  }
+  return a;
+}
+
+// The exact value of the product, in double: dequantized weights (reference dequantizer, which
+// test_kernels_ggml/kquants prove bit-exact with ggml; with power-of-two scales every weight is
+// exact) times d * q. For Q8_1 the stored s stands in for d * sum(q), as in ggml.
+double exact_dot(TypeId t, const uint8_t* w, const std::vector<int>& q, float d, const uint8_t* act) {
+  const int64_t n = static_cast<int64_t>(q.size());
+  std::vector<float> wf(static_cast<size_t>(n));
+  kernels::reference_variant(t)->dequantize(w, wf.data(), n);
+  double s = 0;
+  if (kernels::vec_dot_type(t) == TypeId::Q8_1) {
+    // weight = d_w * q_w + m: the m part pairs with s, the stored (fp16) d_a * sum(q_a).
+    const size_t bs = traits(t).type_size;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      const uint8_t* blk = w + static_cast<size_t>(b) * bs;
+      const uint16_t mbits = t == TypeId::Q4_1 ? reinterpret_cast<const block_q4_1*>(blk)->m
+                                               : reinterpret_cast<const block_q5_1*>(blk)->m;
+      const double m = kernels::fp16_to_fp32(mbits);
+      const double sa = kernels::fp16_to_fp32(reinterpret_cast<const block_q8_1*>(act)[b].s);
+      for (int j = 0; j < 32; ++j) {
+        const size_t i = static_cast<size_t>(b * 32 + j);
+        s += (static_cast<double>(wf[i]) - m) * static_cast<double>(d) * q[i];
+      }
+      s += m * sa;
+    }
+    return s;
+  }
+  for (size_t i = 0; i < wf.size(); ++i) s += static_cast<double>(wf[i]) * static_cast<double>(d) * q[i];
+  return s;
+}
+
+// One weight row (random bytes, power-of-two scales) against one activation row; checks every
+// variant of t. Returns how many comparisons were exact (not bounded).
+int check_quant_case(TypeId t, int64_t n, const std::vector<uint8_t>& w_in, const std::vector<int>& q,
+                     const std::string& what) {
+  const TypeId at = kernels::vec_dot_type(t);
+  const float d_a = pow2(-5);
+  const std::vector<uint8_t> act_in = make_activation(at, q, d_a);
+  // Odd addresses: kernels must not assume alignment.
+  std::vector<uint8_t> wbuf(w_in.size() + 1), abuf(act_in.size() + 3);
+  std::memcpy(wbuf.data() + 1, w_in.data(), w_in.size());
+  std::memcpy(abuf.data() + 3, act_in.data(), act_in.size());
+  const uint8_t* w = wbuf.data() + 1;
+  const uint8_t* a = abuf.data() + 3;
+
+  const double exact = exact_dot(t, w, q, d_a, a);
+  // Units: weights are multiples of 2^-3 (scales) and activations of d_a, so every term is a
+  // multiple of 2^-8; partial sums never exceed sum |q_a| * max_weight_units.
+  double suma = 0;
+  for (int v : q) suma += std::abs(v);
+  const double bound_units = suma * max_weight_units(t);
+  const bool representable = bound_units < 16777216.0;  // 2^24
+  const double unit = std::ldexp(1.0, -8);
+  // Float reorder bound: each of the (blocks + 16) float additions rounds by at most 2^-24 of a
+  // partial sum, itself at most bound_units * unit.
+  const double tol = (static_cast<double>(n / block_of(t)) + 16) * std::ldexp(1.0, -24) * bound_units * unit;
+  for (const DotVariant* v : variants_of(t)) {
+    const float got = v->vec_dot(n, w, a);
+    INFO(describe(*v) << " " << what << " n=" << n << " exact=" << exact << " got=" << got << " " << rerun_hint());
+    if (representable)
+      REQUIRE(static_cast<double>(got) == exact);
+    else
+      REQUIRE(std::fabs(static_cast<double>(got) - exact) <= tol);
+  }
+  return representable ? 1 : 0;
+}
+
+std::vector<uint8_t> random_weights(Rng& rng, TypeId t, int64_t n) {
+  std::vector<uint8_t> w(row_size(t, n));
+  for (auto& b : w) b = static_cast<uint8_t>(rng());
+  set_pow2_scales(t, w.data(), n, kernels::fp32_to_fp16(pow2(-3)), kernels::fp32_to_fp16(pow2(-3)));
+  return w;
+}
+
+std::vector<int64_t> lengths_of(TypeId t) {
+  if (block_of(t) == QK_K) return {256, 512, 768, 1280};
+  return {32, 64, 96, 160, 224, 256, 288, 544, 1056};
+}
+
+TEST_CASE("quantized dots: every variant equals the exact sum on random blocks", "[kernels][dot]") {
+  Rng rng(test::seed());
+  for (TypeId t : kQuantTypes) {
+    int exact_count = 0, total = 0;
+    for (int64_t n : lengths_of(t)) {
+      for (int rep = 0; rep < 6; ++rep) {
+        const std::vector<uint8_t> w = random_weights(rng, t, n);
+        // Small activations keep the sums representable (exact); larger ones exercise the bound.
+        const int r = rep < 4 ? 4 : 127;
+        std::vector<int> q(static_cast<size_t>(n));
+        for (int& v : q) v = uniform_int(rng, -r, r);
+        exact_count += check_quant_case(t, n, w, q, "random |q|<=" + std::to_string(r));
+        ++total;
+      }
+    }
+    INFO(type_name(t));
+    CHECK(exact_count * 2 >= total);  // the exact comparison, not the bound, decides most cases
+  }
+}
+
+TEST_CASE("quantized dots: extreme quants, -128 activations, zero and all-max blocks", "[kernels][dot]") {
+  Rng rng(test::seed());
+  for (TypeId t : kQuantTypes) {
+    for (int64_t n : {static_cast<int64_t>(block_of(t)), static_cast<int64_t>(block_of(t)) * 3}) {
+      std::vector<uint8_t> w_rand = random_weights(rng, t, n);
+      std::vector<uint8_t> w_max(row_size(t, n), 0xFF), w_zero(row_size(t, n), 0);
+      set_pow2_scales(t, w_max.data(), n, kernels::fp32_to_fp16(pow2(-3)), kernels::fp32_to_fp16(pow2(-3)));
+      const std::vector<std::pair<std::string, std::function<int(size_t)>>> acts = {
+          {"+127", [](size_t) { return 127; }},
+          {"-127", [](size_t) { return -127; }},
+          {"-128", [](size_t) { return -128; }},
+          {"+-128/127", [](size_t i) { return i % 2 ? 127 : -128; }},
+          {"zero", [](size_t) { return 0; }},
+          {"one -128", [](size_t i) { return i == 5 ? -128 : 0; }},
+      };
+      for (const auto& [name, f] : acts) {
+        std::vector<int> q(static_cast<size_t>(n));
+        for (size_t i = 0; i < q.size(); ++i) q[i] = f(i);
+        check_quant_case(t, n, w_rand, q, "random weights, acts " + name);
+        check_quant_case(t, n, w_max, q, "all-0xFF weights, acts " + name);
+        check_quant_case(t, n, w_zero, q, "all-zero weights, acts " + name);
+      }
+    }
+  }
+}
+
+// Float weights: F32 rows as floats, F16/BF16 as their bits; activations in the same type.
+std::vector<uint8_t> to_type(TypeId t, const std::vector<float>& x) {
+  std::vector<uint8_t> out(row_size(t, static_cast<int64_t>(x.size())));
+  kernels::quantize_activation(t, x.data(), out.data(), static_cast<int64_t>(x.size()));
+  return out;
+}
+double as_float(TypeId t, const uint8_t* p, size_t i) {
+  if (t == TypeId::F32) return reinterpret_cast<const float*>(p)[i];
+  const uint16_t h = reinterpret_cast<const uint16_t*>(p)[i];
+  return t == TypeId::F16 ? kernels::fp16_to_fp32(h) : kernels::bf16_to_fp32(h);
+}
+
+TEST_CASE("float dots: within the summation bound, exact on small integers", "[kernels][dot]") {
+  Rng rng(test::seed());
+  for (TypeId t : kFloatTypes) {
+    for (int64_t n : {1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 256, 1000, 4096}) {
+      for (int integers = 0; integers < 2; ++integers) {
+        std::vector<float> x(static_cast<size_t>(n)), y(static_cast<size_t>(n));
+        for (size_t i = 0; i < x.size(); ++i) {
+          x[i] = integers ? static_cast<float>(uniform_int(rng, -16, 16)) : uniform(rng, -3, 3);
+          y[i] = integers ? static_cast<float>(uniform_int(rng, -16, 16)) : uniform(rng, -3, 3);
+        }
+        const std::vector<uint8_t> wb = to_type(t, x), ab = to_type(t, y);
+        double exact = 0, mag = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+          const double p = as_float(t, wb.data(), i) * as_float(t, ab.data(), i);
+          exact += p;
+          mag += std::fabs(p);
+        }
+        const double tol = (static_cast<double>(n) + 64) * std::ldexp(1.0, -24) * mag;
+        for (const DotVariant* v : variants_of(t)) {
+          const float got = v->vec_dot(n, wb.data(), ab.data());
+          INFO(describe(*v) << " n=" << n << " integers=" << integers << " exact=" << exact << " got=" << got);
+          if (integers)
+            REQUIRE(static_cast<double>(got) == exact);
+          else
+            REQUIRE(std::fabs(static_cast<double>(got) - exact) <= tol);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("dispatch: every type has a dot, SHRINK_FORCE_REF picks the reference", "[kernels][dot]") {
+  for (TypeId t : kQuantTypes) {
+    REQUIRE(kernels::has_vec_dot(t));
+    REQUIRE(kernels::reference_dot(t) != nullptr);
+    const DotVariant* d = kernels::dispatched_dot(t);
+    REQUIRE(d != nullptr);
+    if (kernels::force_reference()) REQUIRE(d->isa == kernels::Isa::kRef);
+  }
+}
+
+// ---- ggml as the oracle ----
+
+test::fs::path ggml_cpu_library(const std::string& variant) {
+  const test::fs::path base = test::ggml_base_library();
+  if (base.empty()) return {};
+  const test::fs::path p = base.parent_path() / ("libggml-cpu-" + variant + ".so");
+  return test::fs::exists(p) ? p : test::fs::path();
+}
+
+const test::GgmlCpuOracle& generic_ggml() {
+  static test::GgmlCpuOracle o(ggml_cpu_library("x64").string());
+  if (!o.ok()) test::skip_program("ggml CPU oracle unavailable: " + o.error());
+  return o;
+}
+
+// Random rows plus rows made of exact rounding ties and of equal-magnitude extremes of both signs.
+std::vector<std::vector<float>> activation_rows(Rng& rng, int64_t n) {
+  std::vector<std::vector<float>> rows;
+  for (int r = 0; r < 12; ++r) {
+    std::vector<float> x(static_cast<size_t>(n));
+    fill_random_row(rng, x.data(), n);
+    rows.push_back(x);
+  }
+  {
+    // max = -127 * s makes iscale = 1/s exactly, so (k + 0.5) * s lands on a tie.
+    std::vector<float> x(static_cast<size_t>(n));
+    const float s = pow2(uniform_int(rng, -10, 10));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = (static_cast<float>(uniform_int(rng, -127, 126)) + 0.5f) * s;
+    for (int64_t b = 0; b < n / QK_K; ++b) x[static_cast<size_t>(b * QK_K + uniform_int(rng, 0, QK_K - 1))] = -127 * s;
+    rows.push_back(x);
+  }
+  {
+    // +a and -a both present: the first one fixes the sign of d.
+    std::vector<float> x(static_cast<size_t>(n));
+    fill_random_row(rng, x.data(), n);
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+      x[static_cast<size_t>(b * QK_K + 3)] = 1e3f;
+      x[static_cast<size_t>(b * QK_K + 7)] = -1e3f;
+    }
+    rows.push_back(x);
+    for (auto& v : x) v = -v;
+    rows.push_back(x);
+  }
+  rows.push_back(std::vector<float>(static_cast<size_t>(n), 0.0f));
+  {
+    std::vector<float> x(static_cast<size_t>(n), 0.0f);  // one zero super-block among others
+    fill_random_row(rng, x.data(), n);
+    for (int j = 0; j < QK_K; ++j) x[static_cast<size_t>(j)] = 0.0f;
+    rows.push_back(x);
+  }
+  return rows;
+}
+
+TEST_CASE("activation bytes == ggml's from_float (Q8_K, F16, BF16)", "[kernels][dot][data]") {
+  const test::GgmlCpuOracle& g = generic_ggml();
+  Rng rng(test::seed());
+  for (TypeId at : {TypeId::Q8_K, TypeId::F16, TypeId::BF16}) {
+    for (int64_t n : {256, 512, 2048}) {
+      for (const std::vector<float>& x : activation_rows(rng, n)) {
+        std::vector<uint8_t> ours(row_size(at, n), 0xAA), theirs(row_size(at, n), 0);
+        kernels::quantize_activation(at, x.data(), ours.data(), n);
+        REQUIRE(g.from_float(static_cast<uint32_t>(at), x.data(), theirs.data(), n));
+        INFO(type_name(at) << " n=" << n << " " << rerun_hint());
+        REQUIRE(std::memcmp(ours.data(), theirs.data(), ours.size()) == 0);
+      }
+    }
+  }
+}
+
+// The float value of each activation: d * q for the 8-bit types, the value itself otherwise.
+void activation_values(TypeId at, const uint8_t* a, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    switch (at) {
+      case TypeId::Q8_K: {
+        const auto& b = reinterpret_cast<const block_q8_K*>(a)[i / QK_K];
+        out[i] = b.d * b.qs[i % QK_K];
+        break;
+      }
+      case TypeId::Q8_0: {
+        const auto& b = reinterpret_cast<const block_q8_0*>(a)[i / 32];
+        out[i] = kernels::fp16_to_fp32(b.d) * b.qs[i % 32];
+        break;
+      }
+      case TypeId::Q8_1: {
+        const auto& b = reinterpret_cast<const block_q8_1*>(a)[i / 32];
+        out[i] = kernels::fp16_to_fp32(b.d) * b.qs[i % 32];
+        break;
+      }
+      default: out[i] = static_cast<float>(as_float(at, a, static_cast<size_t>(i)));
+    }
+  }
+}
+
+TEST_CASE("vec_dot agrees with ggml's vec_dot on quantized random rows", "[kernels][dot][data]") {
+  const test::GgmlCpuOracle& g = generic_ggml();
+  Rng rng(test::seed());
+  for (TypeId t : {TypeId::F32, TypeId::F16, TypeId::BF16, TypeId::Q4_0, TypeId::Q4_1, TypeId::Q5_0, TypeId::Q5_1,
+                   TypeId::Q8_0, TypeId::IQ4_NL, TypeId::Q2_K, TypeId::Q3_K, TypeId::Q4_K, TypeId::Q5_K,
+                   TypeId::Q6_K, TypeId::IQ4_XS}) {
+    const TypeId at = kernels::vec_dot_type(t);
+    REQUIRE(g.vec_dot_type(static_cast<uint32_t>(t)) == static_cast<uint32_t>(at));
+    for (int64_t n : {256, 768, 4096}) {
+      for (int rep = 0; rep < 8; ++rep) {
+        std::vector<float> wf(static_cast<size_t>(n)), xf(static_cast<size_t>(n));
+        fill_random_row(rng, wf.data(), n);
+        fill_random_row(rng, xf.data(), n);
+        std::vector<uint8_t> w(row_size(t, n)), a(row_size(at, n));
+        kernels::quantize_rows(t, wf.data(), w.data(), 1, n, nullptr);
+        kernels::quantize_activation(at, xf.data(), a.data(), n);
+        // Magnitude for the bound: sum |w_i a_i| over the dequantized operands.
+        std::vector<float> wd(static_cast<size_t>(n)), ad(static_cast<size_t>(n));
+        kernels::dequantize_rows(t, w.data(), wd.data(), 1, n);
+        activation_values(at, a.data(), ad.data(), n);
+        double mag = 0;
+        for (size_t i = 0; i < wd.size(); ++i) mag += std::fabs(static_cast<double>(wd[i]) * ad[i]);
+        float theirs = 0;
+        REQUIRE(g.vec_dot(static_cast<uint32_t>(t), n, w.data(), a.data(), &theirs));
+        const double tol = std::ldexp(1.0, -16) * mag + 1e-30;
+        const float ref = kernels::reference_dot(t)->vec_dot(n, w.data(), a.data());
+        const float disp = kernels::vec_dot(t, n, w.data(), a.data());
+        INFO(type_name(t) << " n=" << n << " ggml=" << theirs << " ref=" << ref << " dispatched=" << disp
+                          << " (" << kernels::isa_name(kernels::dispatched_dot(t)->isa) << ") tol=" << tol << " "
+                          << rerun_hint());
+        REQUIRE(std::fabs(static_cast<double>(ref) - theirs) <= tol);
+        REQUIRE(std::fabs(static_cast<double>(disp) - theirs) <= tol);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace shrink
