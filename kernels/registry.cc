@@ -8,6 +8,7 @@
 #include "kernels/x86/kquant_avx512.h"
 #include "kernels/x86/quant_avx2.h"
 #include "kernels/x86/quant_avx512.h"
+#include "kernels/x86/dot_x86.h"
 #endif
 #if defined(SHRINK_HAVE_NEON)
 #include "kernels/arm/quant_neon.h"
@@ -108,8 +109,24 @@ const KernelVariant kVariants[] = {
       SHRINK_DOT(Q5_K, ISA, NS, vec_dot_q5_K_q8_K, AVAIL), SHRINK_DOT(Q6_K, ISA, NS, vec_dot_q6_K_q8_K, AVAIL), \
       SHRINK_DOT(IQ4_XS, ISA, NS, vec_dot_iq4_xs_q8_K, AVAIL)
 
+#if defined(SHRINK_HAVE_X86)
+// The AVX-512 dot kernels use vpdpbusd (VNNI) as well.
+bool has_avx512_vnni() { return has_avx512() && cpu_features().avx512vnni; }
+#endif
+
+// Reference first (reference_dot() relies on it). AVX-512 only where it has its own kernel
+// (kernels/x86/dot_x86.h); the other types dispatch to AVX2 on such CPUs.
 const DotVariant kDotVariants[] = {
     SHRINK_ALL_DOTS(kRef, ref, always),
+#if defined(SHRINK_HAVE_X86)
+    SHRINK_ALL_DOTS(kAvx2, avx2, has_avx2),
+    SHRINK_DOT(F32, kAvx512, avx512, vec_dot_f32, has_avx512_vnni),
+    SHRINK_DOT(F16, kAvx512, avx512, vec_dot_f16, has_avx512_vnni),
+    SHRINK_DOT(Q8_0, kAvx512, avx512, vec_dot_q8_0_q8_0, has_avx512_vnni),
+    SHRINK_DOT(Q4_0, kAvx512, avx512, vec_dot_q4_0_q8_0, has_avx512_vnni),
+    SHRINK_DOT(Q4_K, kAvx512, avx512, vec_dot_q4_K_q8_K, has_avx512_vnni),
+    SHRINK_DOT(Q6_K, kAvx512, avx512, vec_dot_q6_K_q8_K, has_avx512_vnni),
+#endif
 };
 
 #undef SHRINK_ALL_DOTS
