@@ -8,8 +8,9 @@
 //   forward KL   KL(teacher_T || student_T)                       (Hinton et al. 2015, DistillKit)
 //   reverse KL   KL(student_T || teacher_T)
 //   JSD(beta)    beta KL(teacher_T || M) + (1 - beta) KL(student_T || M),
-//                M = beta teacher_T + (1 - beta) student_T        (generalized JSD of GKD, Agarwal et al. 2024;
-//                beta = 0 is forward KL, beta = 1 reverse KL, both taken as limits)
+//                M = beta teacher_T + (1 - beta) student_T        (generalized JSD of GKD, Agarwal et al. 2024,
+//                as TRL's GKD trainer computes it; there, as here, beta = 0 means forward KL and beta = 1
+//                reverse KL, since the mixture formula itself vanishes at both ends)
 // The T^2 factor keeps the soft-target gradient's size independent of T (Hinton: the gradient
 // of the tempered loss scales as 1/T^2). CE is always at T = 1 on the unscaled logits.
 //
@@ -19,6 +20,7 @@
 // spread evenly over the V - k other tokens: weight (V - k) * (r / (V - k))^(1/T), exact at T = 1
 // and when the tail is flat. The student's rest bucket is 1 - (its tempered mass on the k ids),
 // computed from the logits so that it never goes negative. With k = V this is the full loss.
+// A rest bucket whose mass is below 1e-30 is taken as 1e-30 (its log stays finite for reverse KL).
 #pragma once
 
 #include <cstdint>
