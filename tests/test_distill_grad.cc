@@ -11,6 +11,7 @@
 
 #include "distill/losses.h"
 #include "distill/ops.h"
+#include "distill/optimizer.h"
 #include "distill/train_model.h"
 #include "tests/test_support.h"
 
@@ -429,4 +430,17 @@ TEST_CASE("TrainModel rejects bad input with a message naming the value", "[dist
   LlamaConfig bad = tiny_config(false, false, "llama");
   bad.n_head_kv = 3;
   CHECK_FALSE(TrainModel::random(bad, 1).ok());
+}
+
+TEST_CASE("learning-rate schedule: linear warmup then cosine to the floor", "[distill]") {
+  LrSchedule s{1e-3, 10, 110, 0.1};
+  CHECK(s.at(0) == Approx(1e-4));           // (0 + 1) / 10 of the peak
+  CHECK(s.at(9) == Approx(1e-3));           // warmup ends at the peak
+  CHECK(s.at(10) == Approx(1e-3));          // cosine starts at the peak
+  CHECK(s.at(60) == Approx(1e-4 + 0.5 * 9e-4));  // half way: cos(pi/2) = 0
+  CHECK(s.at(110) == Approx(1e-4));         // floor = min_ratio * peak
+  CHECK(s.at(500) == Approx(1e-4));
+  LrSchedule none{2e-3, 0, 4, 0.0};
+  CHECK(none.at(0) == Approx(2e-3));
+  CHECK(none.at(2) == Approx(1e-3));
 }
