@@ -7,6 +7,7 @@
 #include "quantizer/importance.h"
 #include "quantizer/quantize_model.h"
 #include "tools/cli.h"
+#include "tools/cmd_quantize_onnx.h"
 
 namespace shrink::cli {
 namespace {
@@ -200,7 +201,8 @@ void add_convert_and_quantize(CLI::App& root, std::vector<Command>& commands) {
   quant->add_option("--imatrix", q.imatrix, "importance matrix (llama.cpp imatrix GGUF or legacy .dat)");
   quant->add_option("--include-weights", q.include_weights, "use the importance matrix only for tensors whose name contains this");
   quant->add_option("--exclude-weights", q.exclude_weights, "do not use the importance matrix for tensors whose name contains this");
-  commands.push_back({quant, [] { return run(q, false); }});
+  add_quantize_onnx_options(quant);
+  commands.push_back({quant, [] { return is_onnx_input(q.input) ? run_quantize_onnx(q.input, q.output, q.dry_run) : run(q, false); }});
 
   CLI::App* conv = root.add_subcommand("convert", "convert a model to GGUF without quantizing");
   add_common(conv, c);
