@@ -1,0 +1,366 @@
+// shrink distill end to end on a generated teacher: packing, checkpoint and teacher-cache
+// files, kill-and-resume giving the identical loss curve, bad inputs refused with one clear
+// line, and the outputs (GGUF, Hugging Face folder) read by shrink quantize and run by llama.cpp.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include "distill/checkpoint.h"
+#include "distill/data.h"
+#include "distill/teacher_cache.h"
+#include "formats/gguf.h"
+#include "model/hf_writer.h"
+#include "model/synthetic.h"
+#include "tests/test_support.h"
+
+using namespace shrink;
+using namespace shrink::distill;
+using namespace shrink::test;
+
+namespace {
+
+// A 4-layer generated Llama (byte-level BPE vocabulary of 267) as a Hugging Face folder.
+fs::path make_teacher(const TempDir& tmp) {
+  LlamaConfig c = synthetic_config();
+  c.n_layer = 4;
+  c.n_embd = 64;
+  c.n_ff = 128;
+  c.n_head = 4;
+  c.n_head_kv = 2;
+  c.head_dim = 16;
+  ModelSource m = make_synthetic_model(c, 7);
+  fs::path dir = tmp / "teacher";
+  REQUIRE(write_hf_folder(dir.string(), m).ok());
+  return dir;
+}
+
+// Plain English-like text, generated (no data files needed).
+fs::path make_text(const TempDir& tmp, const std::string& name, size_t words) {
+  static const char* vocab[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "house", "big", "red"};
+  std::mt19937 rng(11);
+  std::string s;
+  for (size_t i = 0; i < words; ++i) {
+    s += vocab[rng() % 13];
+    s += (i % 9 == 8) ? ".\n" : " ";
+  }
+  fs::path p = tmp / name;
+  std::ofstream(p) << s;
+  return p;
+}
+
+std::vector<double> step_losses(const fs::path& log) {
+  std::vector<double> out;
+  std::ifstream f(log);
+  std::string line;
+  while (std::getline(f, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "step") out.push_back(j["loss"].get<double>());
+  }
+  return out;
+}
+
+// Options every run here shares; each case adds --steps, --lr, --prune-layers, --eval-every as it needs.
+std::string base_args(const fs::path& teacher, const fs::path& text, const fs::path& out) {
+  return "distill --teacher " + quote(teacher.string()) + " --data " + quote(text.string()) + " -o " + quote(out.string()) +
+         " --seq 32 --batch 2 --warmup 2 --threads 1";
+}
+const std::string kRun = " --lr 3e-3 --prune-layers 2 --eval-every 4";
+
+}  // namespace
+
+TEST_CASE("packing: windows of seq + 1 tokens, held-out split from the end, errors for short text") {
+  std::vector<int32_t> toks(101);
+  for (int i = 0; i <= 100; ++i) toks[static_cast<size_t>(i)] = i;
+  auto d = pack_tokens(toks, {10, 0.2}, "t");
+  REQUIRE(d.ok());
+  // (101 - 1) / 10 = 10 windows; ceil(0.2 * 10) = 2 held out.
+  CHECK(d->n_train() == 8);
+  CHECK(d->n_heldout() == 2);
+  auto w3 = d->train_window(3);
+  CHECK(std::vector<int32_t>(w3.begin(), w3.end()) == std::vector<int32_t>{30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40});
+  CHECK(d->heldout_window(1)[0] == 90);
+  CHECK(d->heldout_window(1)[10] == 100);
+
+  auto short_text = pack_tokens(std::vector<int32_t>(10, 1), {10, 0.05}, "short.txt");
+  REQUIRE(!short_text.ok());
+  CHECK(short_text.error().message.find("shorter than one training sequence") != std::string::npos);
+  CHECK(short_text.error().message.find("short.txt") != std::string::npos);
+  auto no_train = pack_tokens(std::vector<int32_t>(11, 1), {10, 0.05}, "one.txt");
+  REQUIRE(!no_train.ok());
+  CHECK(no_train.error().message.find("too few") != std::string::npos);
+  CHECK(!pack_tokens(toks, {10, 0.7}, "t").ok());
+  CHECK(!pack_tokens(toks, {1, 0.1}, "t").ok());
+}
+
+TEST_CASE("batch order: every epoch is a permutation, fixed by the seed, resumable from the cursor") {
+  std::vector<int32_t> toks(1001, 3);
+  auto d = pack_tokens(toks, {10, 0.0}, "t");
+  REQUIRE(d.ok());
+  REQUIRE(d->n_train() == 100);
+  BatchSampler a(*d, 5);
+  std::vector<int64_t> first;
+  for (int i = 0; i < 25; ++i)
+    for (int64_t w : a.next_batch(4)) first.push_back(w);
+  CHECK(std::set<int64_t>(first.begin(), first.end()).size() == 100);  // one epoch = each window once
+  CHECK(first != epoch_permutation(100, 6, 0));
+  std::vector<int64_t> sorted = first;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted.front() == 0);
+  CHECK(sorted.back() == 99);
+  // Stop mid-epoch 1 and continue from the cursor: same windows as an uninterrupted sampler.
+  BatchSampler b(*d, 5);
+  for (int i = 0; i < 30; ++i) (void)b.next_batch(4);
+  BatchSampler c(*d, 5, b.cursor());
+  auto from_b = b.next_batch(7), from_c = c.next_batch(7);
+  CHECK(from_b == from_c);
+  CHECK(b.cursor().epoch == 1);
+}
+
+TEST_CASE("checkpoint: bit-exact round trip; damaged files refused") {
+  TempDir tmp;
+  Checkpoint ck;
+  ck.step = 17;
+  ck.cursor = {2, 33};
+  ck.data_seed = 0xfedcba9876543210ull;
+  ck.config = synthetic_config();
+  ck.fingerprint = "0123456789abcdef";
+  ck.run = {{"lr", 0.001}};
+  ck.losses = {3.5, 3.25, 1.0 / 3.0};
+  std::mt19937 rng(seed());
+  std::normal_distribution<float> nd;
+  for (const char* name : {"token_embd.weight", "blk.0.attn_q.weight"}) {
+    CheckpointTensor t;
+    t.name = name;
+    t.shape = {8, 3};
+    for (int i = 0; i < 24; ++i) {
+      t.w.push_back(nd(rng));
+      t.m.push_back(nd(rng));
+      t.v.push_back(std::fabs(nd(rng)));
+    }
+    ck.tensors.push_back(t);
+  }
+  const std::string path = (tmp / "ck.gguf").string();
+  REQUIRE(write_checkpoint(path, ck).ok());
+  auto back = read_checkpoint(path);
+  REQUIRE(back.ok());
+  CHECK(back->step == 17);
+  CHECK(back->cursor.epoch == 2);
+  CHECK(back->cursor.index == 33);
+  CHECK(back->data_seed == 0xfedcba9876543210ull);
+  CHECK(back->losses == ck.losses);
+  CHECK(back->config.n_embd == ck.config.n_embd);
+  REQUIRE(back->tensors.size() == 2);
+  CHECK(back->tensors[1].name == "blk.0.attn_q.weight");
+  CHECK(back->tensors[1].w == ck.tensors[1].w);
+  CHECK(back->tensors[1].m == ck.tensors[1].m);
+  CHECK(back->tensors[1].v == ck.tensors[1].v);
+
+  auto bytes = read_bytes(path);
+  write_bytes(tmp / "cut.gguf", std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<long>(bytes.size() / 2)));
+  CHECK(!read_checkpoint((tmp / "cut.gguf").string()).ok());
+  std::ofstream(tmp / "text.gguf") << "not a checkpoint";
+  CHECK(!read_checkpoint((tmp / "text.gguf").string()).ok());
+}
+
+TEST_CASE("teacher cache: top-k ids and log-probabilities as a brute-force sort computes them") {
+  TempDir tmp;
+  const int64_t V = 300, seq = 5, k = 7, windows = 3;
+  std::mt19937 rng(seed());
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<std::vector<float>> all;
+  TeacherCacheHeader h;
+  h.k = k;
+  h.seq = seq;
+  h.n_vocab = V;
+  h.n_windows = windows;
+  h.n_train = 2;
+  h.data_fingerprint = 42;
+  const std::string path = (tmp / "c.bin").string();
+  auto w = TeacherCacheWriter::create(path, h);
+  REQUIRE(w.ok());
+  for (int i = 0; i < windows; ++i) {
+    std::vector<float> l(static_cast<size_t>(seq * V));
+    for (float& x : l) x = nd(rng);
+    REQUIRE(w->add_window(l).ok());
+    all.push_back(l);
+  }
+  REQUIRE(w->finish().ok());
+  // 4 (lse) + 7 * (4 + 2) bytes per position.
+  CHECK(fs::file_size(path) == kTeacherCacheHeaderBytes + static_cast<uint64_t>(windows * seq * (4 + k * 6)));
+  auto c = TeacherCache::open(path);
+  REQUIRE(c.ok());
+  std::vector<int32_t> ids;
+  std::vector<float> lp;
+  REQUIRE(c->topk(2, ids, lp).ok());
+  for (int64_t t = 0; t < seq; ++t) {
+    const float* row = all[2].data() + t * V;
+    double s = 0;
+    for (int64_t i = 0; i < V; ++i) s += std::exp(static_cast<double>(row[i]));
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    for (int32_t i = 0; i < V; ++i) order[static_cast<size_t>(i)] = i;
+    std::sort(order.begin(), order.end(), [row](int32_t a, int32_t b) { return row[a] > row[b]; });
+    for (int64_t j = 0; j < k; ++j) {
+      CHECK(ids[static_cast<size_t>(t * k + j)] == order[static_cast<size_t>(j)]);
+      CHECK(lp[static_cast<size_t>(t * k + j)] == Approx(row[order[static_cast<size_t>(j)]] - std::log(s)).margin(1e-5));
+    }
+  }
+  auto bytes = read_bytes(path);
+  bytes.pop_back();
+  write_bytes(tmp / "short.bin", bytes);
+  auto bad = TeacherCache::open((tmp / "short.bin").string());
+  REQUIRE(!bad.ok());
+  CHECK(bad.error().message.find("truncated") != std::string::npos);
+}
+
+TEST_CASE("distill: a run stopped at N/2 and resumed gives the identical loss curve; outputs load in shrink") {
+  TempDir tmp;
+  const fs::path teacher = make_teacher(tmp);
+  const fs::path text = make_text(tmp, "text.txt", 2500);
+  const std::string common = base_args(teacher, text, tmp / "full") + kRun + " --steps 8 --save-every 4 --json " + quote((tmp / "full.log").string());
+  RunResult full = run_shrink(common);
+  INFO(full.out);
+  REQUIRE(full.exit_code == 0);
+  const std::vector<double> reference = step_losses(tmp / "full.log");
+  REQUIRE(reference.size() == 8);
+  CHECK(std::all_of(reference.begin(), reference.end(), [](double x) { return std::isfinite(x) && x > 0; }));
+
+  const std::string split = base_args(teacher, text, tmp / "split") + kRun + " --steps 8 --save-every 4 --json " + quote((tmp / "split.log").string());
+  RunResult first = run_shrink(split + " --stop-at 4");
+  INFO(first.out);
+  REQUIRE(first.exit_code == 0);
+  CHECK(!fs::exists(tmp / "split" / "student.gguf"));  // a stopped run writes no student yet
+  CHECK(step_losses(tmp / "split.log").size() == 4);
+  RunResult second = run_shrink(split + " --resume");
+  INFO(second.out);
+  REQUIRE(second.exit_code == 0);
+  const std::vector<double> resumed = step_losses(tmp / "split.log");
+  REQUIRE(resumed.size() == 8);
+  for (size_t i = 0; i < 8; ++i) CHECK(resumed[i] == reference[i]);  // bit-identical, not approximately
+
+  // The student as GGUF and as Hugging Face folder, both readable by shrink quantize.
+  CHECK(fs::exists(tmp / "full" / "student.gguf"));
+  CHECK(fs::exists(tmp / "full" / "config.json"));
+  CHECK(fs::exists(tmp / "full" / "model.safetensors"));
+  CHECK(fs::exists(tmp / "full" / "tokenizer.json"));
+  auto cfg = nlohmann::json::parse(std::ifstream(tmp / "full" / "config.json"));
+  CHECK(cfg["num_hidden_layers"] == 2);
+  const std::string q = " --type q8_0 --algo ggml";
+  RunResult q1 = run_shrink("quantize " + quote((tmp / "full" / "student.gguf").string()) + " -o " + quote((tmp / "q1.gguf").string()) + q);
+  INFO(q1.out);
+  REQUIRE(q1.exit_code == 0);
+  RunResult q2 = run_shrink("quantize " + quote((tmp / "full").string()) + " -o " + quote((tmp / "q2.gguf").string()) + q);
+  INFO(q2.out);
+  REQUIRE(q2.exit_code == 0);
+  // The same weights through the GGUF reader and through the Hugging Face reader (safetensors,
+  // q/k rows permuted back from rotate-half) quantize to the same bytes, tensor for tensor.
+  auto g1 = GgufFile::open((tmp / "q1.gguf").string());
+  auto g2 = GgufFile::open((tmp / "q2.gguf").string());
+  REQUIRE(g1.ok());
+  REQUIRE(g2.ok());
+  REQUIRE(g1->tensors().size() == g2->tensors().size());
+  for (const GgufTensorInfo& t : g1->tensors()) {
+    const GgufTensorInfo* u = g2->find_tensor(t.name);
+    REQUIRE(u != nullptr);
+    REQUIRE(u->n_bytes == t.n_bytes);
+    CHECK(std::memcmp(u->data, t.data, t.n_bytes) == 0);
+  }
+}
+
+TEST_CASE("distill: a run killed by SIGKILL after a checkpoint resumes onto the same curve") {
+  TempDir tmp;
+  const fs::path teacher = make_teacher(tmp);
+  const fs::path text = make_text(tmp, "text.txt", 2500);
+  const std::string args = base_args(teacher, text, tmp / "a") + " --lr 3e-3 --prune-layers 2 --steps 30 --save-every 3 --eval-every 0 --json " +
+                           quote((tmp / "a.log").string());
+  RunResult ref = run_shrink(base_args(teacher, text, tmp / "ref") + " --lr 3e-3 --prune-layers 2 --steps 30 --save-every 3 --eval-every 0 --json " +
+                             quote((tmp / "ref.log").string()));
+  REQUIRE(ref.exit_code == 0);
+  const std::vector<double> reference = step_losses(tmp / "ref.log");
+  REQUIRE(reference.size() == 30);
+
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + quote(SHRINK_BINARY) + " " + args + " >/dev/null 2>&1").c_str(), nullptr);
+    ::_exit(127);
+  }
+  // Kill it once a checkpoint exists and before it finishes.
+  bool killed = false;
+  for (int i = 0; i < 2000 && !killed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (fs::exists(tmp / "a" / "checkpoint.gguf")) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!killed || !WIFSIGNALED(status)) {
+    WARN("the run finished before it could be killed; the kill case was not exercised");
+    return;
+  }
+  auto ck = read_checkpoint((tmp / "a" / "checkpoint.gguf").string());
+  REQUIRE(ck.ok());  // the checkpoint written before the kill is whole (temp file + rename)
+  RunResult resumed = run_shrink(args + " --resume");
+  INFO(resumed.out);
+  REQUIRE(resumed.exit_code == 0);
+  // The log may hold steps past the checkpoint from the killed process; the resumed run's
+  // lines follow. Its final 30 - step values must equal the reference's.
+  const std::vector<double> all = step_losses(tmp / "a.log");
+  const size_t from = static_cast<size_t>(ck->step);
+  REQUIRE(all.size() >= 30 - from);
+  const std::vector<double> tail(all.end() - static_cast<long>(30 - from), all.end());
+  for (size_t i = 0; i < tail.size(); ++i) CHECK(tail[i] == reference[from + i]);
+  for (size_t i = 0; i < from; ++i) CHECK(ck->losses[i] == reference[i]);
+}
+
+TEST_CASE("distill: bad inputs are refused with one line naming the problem") {
+  TempDir tmp;
+  const fs::path teacher = make_teacher(tmp);
+  const fs::path text = make_text(tmp, "text.txt", 2500);
+  const fs::path tiny = make_text(tmp, "tiny.txt", 3);
+  auto refuse = [](const std::string& args, const std::string& needle) {
+    RunResult r = run_shrink(args);
+    INFO("shrink " << args << "\n" << r.out);
+    CHECK(r.exit_code != 0);
+    CHECK(r.out.find("shrink: error: ") != std::string::npos);
+    CHECK(r.out.find(needle) != std::string::npos);
+  };
+  const std::string two = " --steps 2 --eval-every 0";
+  refuse(base_args(teacher, tiny, tmp / "o1") + two + " --prune-layers 2", "shorter than one training sequence");
+  refuse(base_args(teacher, tmp / "missing.txt", tmp / "o2") + two + " --prune-layers 2", "missing.txt");
+  refuse(base_args(teacher, text, tmp / "o3") + two + " --prune-layers 4", "would remove all 4 layers");
+  refuse(base_args(teacher, text, tmp / "o3") + two, "choose a student");
+  refuse(base_args(teacher, text, tmp / "o4") + two + " --prune-layers 2 --loss mse", "--loss must be kl, rkl or jsd");
+  refuse(base_args(teacher, text, tmp / "o5") + two + " --prune-width ffn=x", "not an integer");
+  refuse(base_args(teacher, text, tmp / "o5") + two + " --prune-width heads=3", "multiple of the teacher's 2 KV heads");
+
+  // Resume of a run that never started, then a checkpoint of another run.
+  refuse(base_args(teacher, text, tmp / "o6") + two + " --prune-layers 2 --resume", "no checkpoint to resume");
+  REQUIRE(run_shrink(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 3e-3").exit_code == 0);
+  refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 3e-3", "already holds a checkpoint");
+  refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 1e-2 --resume", "checkpoint of a different run");
+  refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 1e-2 --resume", "lr was 0.003, now 0.01");
+  refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 1 --lr 3e-3 --resume", "prune_layers was 2, now 1");
+
+  // A student config whose vocabulary is not the teacher's.
+  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 32},
+                        {"intermediate_size", 64}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
+                        {"num_key_value_heads", 2}, {"vocab_size", 200}, {"max_position_embeddings", 64},
+                        {"rms_norm_eps", 1e-5}};
+  std::ofstream(tmp / "student.json") << cfg.dump();
+  const std::string with_cfg = "distill --teacher " + quote(teacher.string()) + " --data " + quote(text.string()) +
+                               " --seq 32 --batch 2 --steps 2 --student-config " + quote((tmp / "student.json").string());
+  refuse(with_cfg + " -o " + quote((tmp / "o8").string()), "--truncate-vocab");
+  cfg["vocab_size"] = 400;
+  std::ofstream(tmp / "student.json") << cfg.dump();
+  refuse(with_cfg + " -o " + quote((tmp / "o9").string()), "set vocab_size to 267");
+}
