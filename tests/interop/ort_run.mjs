@@ -2,12 +2,14 @@
 // and writes every output the same way. The oracle for shrink's ONNX writer and quantizer: a file is
 // right when ONNX Runtime loads and runs it.
 //
-//   node ort_run.mjs MODEL.onnx MANIFEST.json OUT_DIR
+//   node ort_run.mjs MODEL.onnx MANIFEST.json OUT_DIR [--no-optimize]
 //
 // MANIFEST.json: {"inputs": [{"name": "x", "type": "float32", "dims": [1, 1, 28, 28], "file": "x.bin"}, ...]}
 //   ("file" relative to the manifest's folder; types: float32, int64, int32, uint8, int8, bool).
 // OUT_DIR/outputs.json: [{"name", "type", "dims", "file"}] with OUT_DIR/<index>.bin holding each output.
 // Also prints the model's input and output names with --describe instead of a manifest.
+// --no-optimize runs the graph as written: ORT's optimizer would otherwise fuse DequantizeLinear(int4, blocked)
+// + MatMul into MatMulNBits with int8-quantized activations (accuracy level 4), changing the arithmetic.
 import fs from "node:fs";
 import path from "node:path";
 import ort from "onnxruntime-node";
@@ -22,7 +24,7 @@ const arrays = {
   bool: Uint8Array, float64: Float64Array,
 };
 
-const [modelPath, manifestPath, outDir] = process.argv.slice(2);
+const [modelPath, manifestPath, outDir, flag] = process.argv.slice(2);
 if (!modelPath || !manifestPath) fail("usage: node ort_run.mjs MODEL.onnx MANIFEST.json OUT_DIR | --describe");
 
 let session;
@@ -32,6 +34,7 @@ try {
     intraOpNumThreads: 1,
     interOpNumThreads: 1,
     logSeverityLevel: 3,
+    graphOptimizationLevel: flag === "--no-optimize" ? "disabled" : "all",
   });
 } catch (e) {
   fail(`ONNX Runtime cannot load ${modelPath}: ${e.message}`);
