@@ -71,4 +71,31 @@ Result<PerplexityResult> compute_perplexity(const LlamaModel& model, std::span<c
   return r;
 }
 
+Result<double> for_each_scored_chunk(const LlamaModel& model, std::span<const int32_t> tokens, int64_t n_chunks,
+                                     const PerplexityOptions& o, const ScoredChunkVisitor& visit) {
+  const int64_t n_ctx = o.n_ctx;
+  if (n_ctx < 4) return make_error("context of " + std::to_string(n_ctx) + " tokens is too small (at least 4)");
+  if (n_chunks < 1 || static_cast<int64_t>(tokens.size()) < n_chunks * n_ctx)
+    return make_error(std::to_string(n_chunks) + " chunks of " + std::to_string(n_ctx) + " tokens need " +
+                      std::to_string(std::max<int64_t>(n_chunks, 1) * n_ctx) + " tokens; the input has " +
+                      std::to_string(tokens.size()));
+  if (o.add_bos && (o.bos_id < 0 || o.bos_id >= model.config.n_vocab))
+    return make_error("BOS id " + std::to_string(o.bos_id) + " is outside the vocabulary");
+  KvCache cache = make_kv_cache(model, n_ctx, o.kv_type);
+  std::vector<int32_t> chunk(static_cast<size_t>(n_ctx));
+  std::vector<float> logits;
+  double seconds = 0;
+  for (int64_t ci = 0; ci < n_chunks; ++ci) {
+    const std::span<const int32_t> given = tokens.subspan(static_cast<size_t>(ci * n_ctx), static_cast<size_t>(n_ctx));
+    std::copy(given.begin(), given.end(), chunk.begin());
+    if (o.add_bos) chunk[0] = o.bos_id;
+    cache.clear();
+    const auto t0 = std::chrono::steady_clock::now();
+    SHRINK_CHECK(llama_forward(model, cache, chunk, logits, n_ctx / 2));
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    SHRINK_CHECK(visit(ci, given, logits.data()));
+  }
+  return seconds;
+}
+
 }  // namespace shrink

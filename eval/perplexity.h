@@ -50,4 +50,15 @@ double log_softmax(std::span<const float> logits, int64_t tok);
 Result<PerplexityResult> compute_perplexity(const LlamaModel& model, std::span<const int32_t> tokens,
                                             const PerplexityOptions& options);
 
+// The same chunking for callers that need whole distributions (KL divergence, saving base
+// logits): evaluates chunks 0 .. n_chunks-1 of `tokens` (n_ctx each, first token replaced by BOS
+// as options say) and calls `visit(chunk, chunk_tokens, logits)` with the chunk's tokens as given
+// (not BOS-replaced) and the logits of the scored positions n_ctx/2 .. n_ctx-2, as
+// (n_ctx - 1 - n_ctx/2, n_vocab) floats. A visitor error stops the run. Returns the seconds
+// spent in forward passes. options.max_chunks, keep_logprobs and progress are not used.
+using ScoredChunkVisitor =
+    std::function<Status(int64_t chunk, std::span<const int32_t> chunk_tokens, const float* logits)>;
+Result<double> for_each_scored_chunk(const LlamaModel& model, std::span<const int32_t> tokens, int64_t n_chunks,
+                                     const PerplexityOptions& options, const ScoredChunkVisitor& visit);
+
 }  // namespace shrink

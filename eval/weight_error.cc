@@ -13,6 +13,8 @@ void ErrorStats::add(const float* x, const float* y, int64_t n) {
     sum_sq_error += e * e;
     sum_error += e;
     max_abs_error = std::max(max_abs_error, std::fabs(e));
+    sum_sq_approx += static_cast<double>(y[i]) * y[i];
+    sum_product += static_cast<double>(x[i]) * y[i];
   }
   count += n;
 }
@@ -22,6 +24,8 @@ void ErrorStats::merge(const ErrorStats& o) {
   sum_sq_error += o.sum_sq_error;
   sum_error += o.sum_error;
   max_abs_error = std::max(max_abs_error, o.max_abs_error);
+  sum_sq_approx += o.sum_sq_approx;
+  sum_product += o.sum_product;
   count += o.count;
 }
 
@@ -30,6 +34,12 @@ double ErrorStats::mean_error() const { return count ? sum_error / static_cast<d
 double ErrorStats::sqnr_db() const {
   if (sum_sq_error == 0) return std::numeric_limits<double>::infinity();
   return 10.0 * std::log10(sum_sq_signal / sum_sq_error);
+}
+
+double ErrorStats::cosine() const {
+  if (sum_sq_signal == 0 && sum_sq_approx == 0) return 1.0;
+  if (sum_sq_signal == 0 || sum_sq_approx == 0) return 0.0;
+  return sum_product / std::sqrt(sum_sq_signal * sum_sq_approx);
 }
 
 }  // namespace shrink
