@@ -312,6 +312,24 @@ TEST_CASE("calibrate: sums and counts equal an independent computation (blk.0 di
     }
   }
 
+  // The same model as a Hugging Face folder (rotate-half q/k rows, permuted back on import).
+  const fs::path hf = data_dir() / "models/stories260K-hf";
+  if (fs::exists(hf)) {
+    r = run_shrink("calibrate " + quote(hf.string()) + " --tokens " + quote((tmp / "ids.json").string()) +
+                   " --ctx 64 --kv-type f32 -o " + quote((tmp / "hf.gguf").string()));
+    INFO(r.out);
+    REQUIRE(r.exit_code == 0);
+    auto from_hf = read_imatrix((tmp / "hf.gguf").string());
+    REQUIRE(from_hf.ok());
+    REQUIRE(from_hf->entries.size() == im->entries.size());
+    for (size_t i = 0; i < im->entries.size(); ++i) {
+      INFO(im->entries[i].name);
+      REQUIRE(from_hf->entries[i].name == im->entries[i].name);
+      for (size_t j = 0; j < im->entries[i].in_sum2.size(); ++j)
+        CHECK(from_hf->entries[i].in_sum2[j] == Approx(im->entries[i].in_sum2[j]).epsilon(1e-5));
+    }
+  }
+
   // Every tensor against PyTorch.
   const fs::path py = "/usr/bin/python3";
   if (!fs::exists(py)) skip_program("/usr/bin/python3 (Debian python3-torch) is absent");
