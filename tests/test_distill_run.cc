@@ -364,3 +364,57 @@ TEST_CASE("distill: bad inputs are refused with one line naming the problem") {
   std::ofstream(tmp / "student.json") << cfg.dump();
   refuse(with_cfg + " -o " + quote((tmp / "o9").string()), "set vocab_size to 267");
 }
+
+TEST_CASE("distill: the student of stories260K runs in llama.cpp; its GGUF and HF folder agree there", "[data]") {
+  const fs::path models = require(data_dir() / "models" / "stories260K", "stories260K");
+  const fs::path corpus = require(data_dir() / "corpus" / "tinyshakespeare_input.txt", "tinyshakespeare");
+  require(interop_dir() / "node_modules" / "node-llama-cpp" / "package.json", "npm package node-llama-cpp");
+  if (run("node --version").exit_code != 0) skip_program("node (v20+) not found on PATH");
+  TempDir tmp;
+  std::ifstream in(corpus, std::ios::binary);
+  std::string text(30000, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  std::ofstream(tmp / "text.txt", std::ios::binary) << text;
+  RunResult d = run_shrink("distill --teacher " + quote((models / "stories260K.bin").string()) + " --tokenizer " +
+                           quote((models / "tok512.model").string()) + " --data " + quote((tmp / "text.txt").string()) +
+                           " -o " + quote((tmp / "out").string()) +
+                           " --seq 64 --batch 4 --steps 6 --lr 3e-3 --warmup 2 --prune-layers 2 --eval-every 0 --threads 2");
+  INFO(d.out);
+  REQUIRE(d.exit_code == 0);
+  const fs::path gguf = tmp / "out" / "student.gguf";
+
+  // Greedy generation from the prompt the shared data README uses.
+  RunResult g = run("node " + quote((interop_dir() / "llama_generate.mjs").string()) + " " + quote(gguf.string()) +
+                    " \"Once upon a time\" 16 2>" + quote((tmp / "gen.log").string()));
+  INFO(g.out);
+  REQUIRE(g.exit_code == 0);
+  auto gj = nlohmann::json::parse(g.out.substr(g.out.find('{')));
+  REQUIRE(!gj.contains("error"));
+  CHECK(gj["tokens"].size() == 16);
+
+  // llama.cpp's log-probabilities from student.gguf against shrink eval of the Hugging Face
+  // folder (safetensors, rotate-half q/k permuted back): the two outputs are the same model.
+  RunResult l = run("node " + quote((interop_dir() / "llama_logprobs.mjs").string()) + " " + quote(gguf.string()) +
+                    " --text " + quote((tmp / "text.txt").string()) + " --ctx 64 --chunks 4 --kv-type f32 2>" +
+                    quote((tmp / "lp.log").string()));
+  INFO(l.out);
+  REQUIRE(l.exit_code == 0);
+  auto lj = nlohmann::json::parse(l.out.substr(l.out.find('{')));
+  RunResult e = run_shrink("eval " + quote((tmp / "out").string()) + " --text " + quote((tmp / "text.txt").string()) +
+                           " --ctx 64 --chunks 4 --kv-type f32 --json --logprobs");
+  INFO(e.out);
+  REQUIRE(e.exit_code == 0);
+  auto ej = nlohmann::json::parse(e.out.substr(e.out.find('{')));
+  REQUIRE(lj["logprobs"].size() == 4);
+  REQUIRE(ej["logprobs"].size() == 4);
+  double max_abs = 0;
+  for (size_t c = 0; c < 4; ++c) {
+    REQUIRE(lj["logprobs"][c].size() == ej["logprobs"][c].size());
+    for (size_t i = 0; i < lj["logprobs"][c].size(); ++i)
+      max_abs = std::max(max_abs, std::fabs(lj["logprobs"][c][i].get<double>() - ej["logprobs"][c][i].get<double>()));
+  }
+  INFO("max |logprob difference| " << max_abs);
+  CHECK(max_abs < 1e-3);
+  // A trained student is far better than uniform over 512 tokens.
+  CHECK(lj["ppl"].get<double>() < 512.0);
+}
