@@ -22,6 +22,7 @@ void add_convert_and_quantize(CLI::App& root, std::vector<Command>& commands);
 void add_demo(CLI::App& root, std::vector<Command>& commands);
 void add_tokenize(CLI::App& root, std::vector<Command>& commands);
 void add_eval(CLI::App& root, std::vector<Command>& commands);
+void add_export(CLI::App& root, std::vector<Command>& commands);
 void add_distill(CLI::App& root, std::vector<Command>& commands);
 void add_calibrate(CLI::App& root, std::vector<Command>& commands);
 

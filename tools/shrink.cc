@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   shrink::cli::add_demo(app, commands);
   shrink::cli::add_tokenize(app, commands);
   shrink::cli::add_eval(app, commands);
+  shrink::cli::add_export(app, commands);
   shrink::cli::add_distill(app, commands);
   shrink::cli::add_calibrate(app, commands);
   try {
