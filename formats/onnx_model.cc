@@ -178,7 +178,7 @@ Status load_external(TensorProto* t, const fs::path& model_file, FileCache& cach
                       ") lies outside " + q(location) + " (" + std::to_string(data.size()) + " bytes)");
   t->set_raw_data(reinterpret_cast<const char*>(data.data()) + offset, length);
   t->clear_external_data();
-  t->set_data_location(TensorProto::DEFAULT);
+  t->clear_data_location();  // DEFAULT, and absent as in a model written inline
   return {};
 }
 
