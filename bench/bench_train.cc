@@ -4,7 +4,8 @@
 // tests/torch/llama_step.py (torch.nn.functional ops, autograd, torch.optim.AdamW) through
 // tests/torch/train_bench.py with torch.set_num_threads(threads); it should use OpenBLAS
 // (Debian libopenblas0-pthread), which the script reports.
-// Reports tokens/s of both, the ratio shrink / PyTorch, and each process's peak RSS.
+// Reports tokens/s of both (wall clock, and per CPU-second: user + system time of all threads,
+// steadier on a shared machine), the ratios shrink / PyTorch, and each process's peak RSS.
 // Never part of pass/fail.
 //
 // Usage: bench_train [--threads N] [--steps K] [--batch B] [--seq S] [--layers L] [--embd D]
@@ -35,6 +36,12 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace shrink;
 using namespace shrink::distill;
+
+double cpu_seconds() {  // user + system time of all threads of this process
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 double peak_rss_mb() {
   rusage u{};
@@ -146,9 +153,12 @@ int main(int argc, char** argv) {
   };
   for (int i = 0; i < warm; ++i) step();
   const auto t0 = Clock::now();
+  const double c0 = cpu_seconds();
   for (int i = 0; i < steps; ++i) step();
   const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double dc = cpu_seconds() - c0;
   const double shrink_tps = static_cast<double>(N) * steps / dt;
+  const double n_trained = static_cast<double>(N) * steps;
 
   std::printf("model: %lld layers, n_embd %lld, n_ff %lld, %lld heads (%lld kv), vocab %lld, %.2fM parameters\n",
               static_cast<long long>(c.n_layer), static_cast<long long>(c.n_embd), static_cast<long long>(c.n_ff),
@@ -156,14 +166,16 @@ int main(int argc, char** argv) {
               static_cast<double>(model.n_params()) / 1e6);
   std::printf("batch %lld x seq %lld, %d threads, %d steps after %d warmup\n", static_cast<long long>(batch),
               static_cast<long long>(seq), threads, steps, warm);
-  std::printf("shrink : %9.0f tokens/s  (final loss %.4f, peak RSS %.0f MB)\n", shrink_tps, loss, peak_rss_mb());
+  std::printf("shrink : %9.0f tokens/s wall, %9.0f tokens per CPU-second  (final loss %.4f, peak RSS %.0f MB)\n",
+              shrink_tps, n_trained / dc, loss, peak_rss_mb());
   try {
     auto t = nlohmann::json::parse(torch_out);
     const double torch_tps = t["tokens_per_s"].get<double>();
-    std::printf("pytorch: %9.0f tokens/s  (final loss %.4f, peak RSS %.0f MB, %d threads, BLAS %s)\n", torch_tps,
-                t["final_loss"].get<double>(), t["peak_rss_mb"].get<double>(), t["threads"].get<int>(),
-                t["blas"].get<std::string>().c_str());
-    std::printf("ratio shrink / pytorch: %.2fx\n", shrink_tps / torch_tps);
+    const double torch_cpu = t["cpu_seconds"].get<double>();
+    std::printf("pytorch: %9.0f tokens/s wall, %9.0f tokens per CPU-second  (final loss %.4f, peak RSS %.0f MB, %d threads, BLAS %s)\n",
+                torch_tps, n_trained / torch_cpu, t["final_loss"].get<double>(), t["peak_rss_mb"].get<double>(),
+                t["threads"].get<int>(), t["blas"].get<std::string>().c_str());
+    std::printf("ratio shrink / pytorch: %.2fx wall, %.2fx per CPU-second\n", shrink_tps / torch_tps, torch_cpu / dc);
   } catch (const std::exception&) {
     std::printf("pytorch: not measured (%s)\n", torch_out.empty() ? "no output" : torch_out.c_str());
   }

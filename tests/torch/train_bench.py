@@ -2,7 +2,7 @@
 torch.optim.AdamW) trained for a number of steps on the weights and batch the bench wrote.
 
 Usage: /usr/bin/python3 train_bench.py <dir> <threads> <warmup_steps> <steps>
-Prints one JSON line: tokens_per_s, seconds, steps, final_loss, peak_rss_mb, blas.
+Prints one JSON line: tokens_per_s, seconds (wall), cpu_seconds (user + system, all threads), steps, final_loss, peak_rss_mb, blas.
 """
 import json
 import os
@@ -43,12 +43,16 @@ def main():
 
     for _ in range(warm):
         step()
-    t0 = time.perf_counter()
+    def cpu():
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return u.ru_utime + u.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
     for _ in range(steps):
         loss = step()
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, cpu() - c0
     blas = "openblas" if "openblas" in open("/proc/self/maps").read() else "other"
-    print(json.dumps({"tokens_per_s": tokens.numel() * steps / dt, "seconds": dt, "steps": steps,
+    print(json.dumps({"tokens_per_s": tokens.numel() * steps / dt, "seconds": dt, "cpu_seconds": dc, "steps": steps,
                       "final_loss": float(loss), "threads": torch.get_num_threads(),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "blas": blas}))
 
