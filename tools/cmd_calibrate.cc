@@ -31,6 +31,7 @@ struct Args {
   std::string kv_type = "f16";
   bool process_output = false;
   bool no_ppl = false;
+  bool parse_special = false;
   bool json = false;
 };
 
@@ -52,8 +53,8 @@ Result<std::vector<int32_t>> read_token_ids(const std::string& path) {
 }
 
 // The text as llama-imatrix reads -f (common_params' prompt file): one trailing newline dropped,
-// then common_tokenize(add_special = true, parse_special = false) with the model's tokenizer.
-Result<std::vector<int32_t>> tokenize_text(const std::string& path, const ModelSource& model) {
+// then common_tokenize(add_special = true, parse_special = --parse-special) with the model's tokenizer.
+Result<std::vector<int32_t>> tokenize_text(const std::string& path, const ModelSource& model, bool parse_special) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(path + ": cannot open the text file");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -61,7 +62,7 @@ Result<std::vector<int32_t>> tokenize_text(const std::string& path, const ModelS
   TokenizerOptions to;
   to.model_name = model.config.name;
   SHRINK_ASSIGN(Tokenizer tok, Tokenizer::from_vocab(model.vocab, to));
-  return tok.encode(text, /*add_special=*/true, /*parse_special=*/false);
+  return tok.encode(text, /*add_special=*/true, parse_special);
 }
 
 int run(const Args& a) {
@@ -81,7 +82,7 @@ int run(const Args& a) {
   auto source = open_model(a.input, oo);
   if (!source.ok()) return fail(source.error());
   for (const std::string& w : source->warnings) warn(w);
-  auto tokens = a.tokens.empty() ? tokenize_text(a.text, *source) : read_token_ids(a.tokens);
+  auto tokens = a.tokens.empty() ? tokenize_text(a.text, *source, a.parse_special) : read_token_ids(a.tokens);
   if (!tokens.ok()) return fail(tokens.error());
   auto model = load_llama_model(*source);
   if (!model.ok()) return fail(model.error());
@@ -162,6 +163,8 @@ void add_calibrate(CLI::App& root, std::vector<Command>& commands) {
   sub->add_option("--chunks", a.chunks, "process at most this many chunks (default: all whole chunks)");
   sub->add_flag("--process-output", a.process_output,
                 "collect output.weight too (llama-imatrix --process-output; a tied output projection is never collected)");
+  sub->add_flag("--parse-special", a.parse_special,
+                "with --text: control-token texts such as <|eot_id|> become those tokens (llama-imatrix --parse-special)");
   sub->add_flag("--no-ppl", a.no_ppl, "do not compute the running perplexity");
   sub->add_option("--threads", a.threads, "OpenMP threads (default: all cores)");
   sub->add_option("--kv-type", a.kv_type, "KV cache precision: f16 (llama.cpp's default) or f32")->capture_default_str();
