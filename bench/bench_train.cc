@@ -9,7 +9,7 @@
 // Never part of pass/fail.
 //
 // Usage: bench_train [--threads N] [--steps K] [--batch B] [--seq S] [--layers L] [--embd D]
-//                    [--ff F] [--heads H] [--kv-heads G] [--vocab V]
+//                    [--ff F] [--heads H] [--kv-heads G] [--vocab V] [--script tests/torch/train_bench.py]
 //   defaults: threads = OpenMP's max, 10 steps after 2 warmup steps, batch 8 x seq 128,
 //   4 layers, n_embd 256, n_ff 688, 8 heads (4 kv), vocab 4096 (~5.9M parameters).
 #include <omp.h>
@@ -59,6 +59,7 @@ std::string shell_quote(const std::string& s) {
 
 int main(int argc, char** argv) {
   int threads = omp_get_max_threads(), steps = 10, warm = 2;
+  fs::path script;
   int64_t batch = 8, seq = 128;
   LlamaConfig c;
   c.arch = "llama";
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
     else if (a == "--heads") c.n_head = v;
     else if (a == "--kv-heads") c.n_head_kv = v;
     else if (a == "--vocab") c.n_vocab = v;
+    else if (a == "--script") script = argv[i + 1];
     else {
       std::fprintf(stderr, "bench_train: unknown option %s\n", a.c_str());
       return 2;
@@ -124,8 +126,19 @@ int main(int argc, char** argv) {
                  {"rms_eps", c.rms_eps}, {"tied_embeddings", c.tied_embeddings}};
   j["param_order"] = order;
   std::ofstream(dir / "case.json") << j.dump();
-  // The script sits beside this source in the checkout (__FILE__ is the absolute path CMake compiles).
-  const fs::path script = fs::path(__FILE__).parent_path().parent_path() / "tests/torch/train_bench.py";
+  // The script: --script, else tests/torch/ of the checkout this source is in (__FILE__, made absolute
+  // from the binary's folder when the compiler saw a relative path), else above the binary's folder.
+  if (script.empty()) {
+    const fs::path exe_dir = fs::read_symlink("/proc/self/exe").parent_path();
+    const fs::path rel = fs::path("tests") / "torch" / "train_bench.py";
+    for (const fs::path& root : {fs::path(__FILE__).parent_path().parent_path(),
+                                 exe_dir / fs::path(__FILE__).parent_path().parent_path(), exe_dir.parent_path(),
+                                 exe_dir.parent_path().parent_path()})
+      if (fs::exists(root / rel)) {
+        script = fs::absolute(root / rel);
+        break;
+      }
+  }
   const std::string cmd = "/usr/bin/python3 " + shell_quote(script.string()) + " " + shell_quote(dir.string()) + " " +
                           std::to_string(threads) + " " + std::to_string(warm) + " " + std::to_string(steps);
   std::string torch_out;
