@@ -75,7 +75,7 @@ double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) 
 
 }  // namespace
 
-TEST_CASE("TrainModel forward equals llama.cpp on stories260K; a trained student loads in llama.cpp", "[data][distill]") {
+TEST_CASE("TrainModel forward equals llama.cpp on stories260K, and a trained student loads in llama.cpp", "[data][distill]") {
   const fs::path gguf = require(data_dir() / "reference" / "stories260K-f32.llamacpp.gguf",
                                 "shared test data (reference/stories260K-f32.llamacpp.gguf)");
   require(interop_dir() / "node_modules" / "node-llama-cpp" / "package.json", "npm package node-llama-cpp");
