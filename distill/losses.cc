@@ -156,6 +156,13 @@ LossValue kd_loss_topk(std::span<const float> student_logits, std::span<const in
   return kd_loss(student_logits, targets, n_vocab, o, dlogits,
                  [&](int64_t r, const double* lp, double* coef, double& sum_w) {
                    const int32_t* ids = teacher_ids.data() + r * k;
+                   // An id outside the vocabulary cannot come from a teacher of this vocabulary; such
+                   // a row is left out of the divergence rather than indexing outside the logits.
+                   for (int64_t i = 0; i < k; ++i)
+                     if (ids[i] < 0 || ids[i] >= n_vocab) {
+                       for (int64_t j = 0; j < n_vocab; ++j) coef[j] = 0.0;
+                       return 0.0;
+                     }
                    const float* tl = teacher_logprobs.data() + r * k;
                    thread_local std::vector<double> lq;
                    thread_local std::vector<char> in_top;
@@ -181,7 +188,7 @@ LossValue kd_loss_topk(std::span<const float> student_logits, std::span<const in
                    for (int64_t i = 0; i < k; ++i) lq[static_cast<size_t>(i)] -= lse;
                    const double q_rest = std::isfinite(l_rest) ? std::exp(l_rest - lse) : 0.0;
                    // Student rest mass, summed over the tail tokens (no cancellation).
-                   for (int64_t i = 0; i < k; ++i) in_top[static_cast<size_t>(ids[i])] = 1;
+                   for (int64_t i = 0; i < k; ++i) in_top[static_cast<size_t>(ids[i])] = 1;  // ids checked below
                    double p_rest = 0;
                    for (int64_t j = 0; j < n_vocab; ++j)
                      if (!in_top[static_cast<size_t>(j)]) p_rest += std::exp(lp[j]);

@@ -55,7 +55,9 @@ LossValue kd_loss_full(std::span<const float> student_logits, std::span<const fl
                        std::span<const int32_t> targets, int64_t n_vocab, const KdOptions& options,
                        std::vector<float>& dlogits);
 
-// Teacher as top-k ids (n_rows, k) and their log-probs at T = 1 (n_rows, k).
+// Teacher as top-k ids (n_rows, k), distinct and in [0, n_vocab), and their log-probs at T = 1
+// (n_rows, k). A row holding an id outside the vocabulary contributes no divergence.
+// For every loss here, alpha > 0 needs targets; with empty targets every row counts and CE is 0.
 LossValue kd_loss_topk(std::span<const float> student_logits, std::span<const int32_t> teacher_ids,
                        std::span<const float> teacher_logprobs, int64_t k, std::span<const int32_t> targets,
                        int64_t n_vocab, const KdOptions& options, std::vector<float>& dlogits);
