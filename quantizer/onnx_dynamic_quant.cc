@@ -130,6 +130,9 @@ struct DynamicRewriter {
     std::vector<int64_t> wdims = dims;
     int64_t outer = 1, channels = 1, inner = 1;
     if (is_conv) {
+      if (opt.per_channel && opt.weight_uint8)
+        return make_error(node_label(n) + ": per-channel uint8 weights need one zero point per channel, and ONNX "
+                          "Runtime's ConvInteger takes a single one (use int8 weights or per-tensor)");
       if (dims.size() < 3) return make_error(node_label(n) + ": weight " + q(wname) + " has fewer than 3 dims");
       channels = dims[0];
       for (size_t i = 1; i < dims.size(); ++i) inner *= dims[i];
