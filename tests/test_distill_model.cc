@@ -139,3 +139,42 @@ TEST_CASE("TrainModel forward equals llama.cpp on stories260K, and a trained stu
   CHECK(d1 < 1e-4);
   CHECK(moved > 100 * d1);  // the comparison sees the trained weights, not the source's
 }
+
+TEST_CASE("from_llama and from_source read the same parameters (F32 and Q8_0 GGUF from llama.cpp)", "[data][distill]") {
+  for (const char* file : {"stories260K-f32.llamacpp.gguf", "stories260K-q8_0.llamacpp.gguf"}) {
+    INFO(file);
+    const fs::path gguf = require(data_dir() / "reference" / file, std::string("shared test data (reference/") + file + ")");
+    auto src = open_model(gguf.string());
+    REQUIRE(src.ok());
+    auto a = TrainModel::from_source(*src);
+    REQUIRE(a.ok());
+    auto loaded = load_llama_model(*src);
+    REQUIRE(loaded.ok());
+    auto b = TrainModel::from_llama(*loaded);
+    REQUIRE(b.ok());
+    REQUIRE(a->params().size() == b->params().size());
+    for (size_t i = 0; i < a->params().size(); ++i) {
+      INFO(a->params()[i].name);
+      CHECK(a->params()[i].name == b->params()[i].name);
+      CHECK(a->params()[i].value == b->params()[i].value);
+    }
+    // Q8_0 rows dequantize to at most 256 distinct values per 32-weight block: not the F32 file's values.
+    if (std::string(file).find("q8_0") != std::string::npos) {
+      auto f32 = open_model((data_dir() / "reference" / "stories260K-f32.llamacpp.gguf").string());
+      REQUIRE(f32.ok());
+      auto c = TrainModel::from_source(*f32);
+      REQUIRE(c.ok());
+      const Param* q = a->find("blk.0.attn_q.weight");
+      const Param* f = c->find("blk.0.attn_q.weight");
+      REQUIRE(q != nullptr);
+      REQUIRE(f != nullptr);
+      double max_err = 0, max_w = 0;
+      for (size_t j = 0; j < f->value.size(); ++j) {
+        max_err = std::max(max_err, static_cast<double>(std::abs(q->value[j] - f->value[j])));
+        max_w = std::max(max_w, static_cast<double>(std::abs(f->value[j])));
+      }
+      CHECK(max_err > 0);
+      CHECK(max_err < max_w / 127);  // Q8_0: error at most half a step of max|block| / 127
+    }
+  }
+}
