@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include "distill/teacher_cache.h"
 #include "formats/gguf.h"
 #include "model/hf_writer.h"
+#include "model/model_source.h"
 #include "model/synthetic.h"
 #include "tests/test_support.h"
 
@@ -417,4 +419,95 @@ TEST_CASE("distill: the student of stories260K runs in llama.cpp; its GGUF and H
   CHECK(max_abs < 1e-3);
   // A trained student is far better than uniform over 512 tokens.
   CHECK(lj["ppl"].get<double>() < 512.0);
+}
+
+namespace {
+
+std::map<std::string, std::vector<float>> read_all(const fs::path& p) {
+  auto m = open_model(p.string());
+  REQUIRE(m.ok());
+  std::map<std::string, std::vector<float>> out;
+  for (const WeightTensor& t : m->tensors) REQUIRE(t.read_f32(out[t.name]).ok());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("student init: kept layers and kept channels are the teacher's, sliced consistently") {
+  TempDir tmp;
+  const fs::path teacher = make_teacher(tmp);
+  const fs::path text = make_text(tmp, "text.txt", 2500);
+  const auto t = read_all(teacher);
+  // --lr 0: AdamW moves nothing, so the written student is the initialisation itself.
+  RunResult r = run_shrink(base_args(teacher, text, tmp / "eo") + " --steps 1 --lr 0 --eval-every 0 --every-other-layer");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  const auto s = read_all(tmp / "eo" / "student.gguf");
+  CHECK(s.count("blk.2.attn_q.weight") == 0);
+  CHECK(s.at("blk.0.ffn_down.weight") == t.at("blk.0.ffn_down.weight"));
+  CHECK(s.at("blk.1.attn_q.weight") == t.at("blk.2.attn_q.weight"));
+  CHECK(s.at("blk.1.ffn_norm.weight") == t.at("blk.2.ffn_norm.weight"));
+  CHECK(s.at("token_embd.weight") == t.at("token_embd.weight"));
+
+  // Width: 128 -> 48 FFN channels, 4 -> 2 heads (one per KV group), 64 -> 40 embedding channels.
+  r = run_shrink(base_args(teacher, text, tmp / "w") + " --steps 1 --lr 0 --eval-every 0 --prune-width ffn=48,heads=2,dim=40");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  const auto w = read_all(tmp / "w" / "student.gguf");
+  const int64_t d = 64, ds = 40, ff = 128, ffs = 48, hd = 16;
+  // Recover the kept embedding channels from the norm weights' positions via token_embd row 0,
+  // then check every tensor is the teacher's at (kept rows, kept columns).
+  const auto& te = t.at("token_embd.weight");
+  const auto& se = w.at("token_embd.weight");
+  std::vector<int64_t> embd;
+  for (int64_t j = 0; j < ds; ++j) {
+    int64_t found = -1;
+    for (int64_t i = 0; i < d; ++i)
+      if (te[static_cast<size_t>(i)] == se[static_cast<size_t>(j)] && te[static_cast<size_t>(d + i)] == se[static_cast<size_t>(ds + j)]) found = i;
+    REQUIRE(found >= 0);
+    embd.push_back(found);
+  }
+  CHECK(std::is_sorted(embd.begin(), embd.end()));
+  for (int64_t v = 0; v < 267; ++v)
+    for (int64_t j = 0; j < ds; ++j) REQUIRE(se[static_cast<size_t>(v * ds + j)] == te[static_cast<size_t>(v * d + embd[static_cast<size_t>(j)])]);
+  for (int l = 0; l < 4; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const auto& tg = t.at(b + "ffn_gate.weight");
+    const auto& sg = w.at(b + "ffn_gate.weight");
+    const auto& tu = t.at(b + "ffn_up.weight");
+    const auto& su = w.at(b + "ffn_up.weight");
+    const auto& tdn = t.at(b + "ffn_down.weight");
+    const auto& sdn = w.at(b + "ffn_down.weight");
+    REQUIRE(sg.size() == static_cast<size_t>(ffs * ds));
+    for (int64_t r2 = 0; r2 < ffs; ++r2) {
+      // The teacher channel this student row came from: its first kept column identifies it.
+      int64_t ch = -1;
+      for (int64_t c = 0; c < ff; ++c)
+        if (tg[static_cast<size_t>(c * d + embd[0])] == sg[static_cast<size_t>(r2 * ds)]) ch = c;
+      REQUIRE(ch >= 0);
+      for (int64_t j = 0; j < ds; ++j) {
+        CHECK(sg[static_cast<size_t>(r2 * ds + j)] == tg[static_cast<size_t>(ch * d + embd[static_cast<size_t>(j)])]);
+        CHECK(su[static_cast<size_t>(r2 * ds + j)] == tu[static_cast<size_t>(ch * d + embd[static_cast<size_t>(j)])]);
+        CHECK(sdn[static_cast<size_t>(j * ffs + r2)] == tdn[static_cast<size_t>(embd[static_cast<size_t>(j)] * ff + ch)]);
+      }
+    }
+    // One query head per KV group: student head g comes from teacher head 2g or 2g + 1, and
+    // attn_output's columns follow the same head.
+    const auto& tq = t.at(b + "attn_q.weight");
+    const auto& sq = w.at(b + "attn_q.weight");
+    const auto& to = t.at(b + "attn_output.weight");
+    const auto& so = w.at(b + "attn_output.weight");
+    for (int64_t g = 0; g < 2; ++g) {
+      int64_t head = -1;
+      for (int64_t h : {2 * g, 2 * g + 1})
+        if (tq[static_cast<size_t>(h * hd * d + embd[0])] == sq[static_cast<size_t>(g * hd * ds)]) head = h;
+      REQUIRE(head >= 0);
+      for (int64_t i = 0; i < hd; ++i)
+        for (int64_t j = 0; j < ds; ++j) {
+          CHECK(sq[static_cast<size_t>((g * hd + i) * ds + j)] == tq[static_cast<size_t>((head * hd + i) * d + embd[static_cast<size_t>(j)])]);
+          CHECK(so[static_cast<size_t>(j * 2 * hd + g * hd + i)] == to[static_cast<size_t>(embd[static_cast<size_t>(j)] * 4 * hd + head * hd + i)]);
+        }
+    }
+    CHECK(w.at(b + "attn_k.weight").size() == static_cast<size_t>(2 * hd * ds));
+  }
 }
