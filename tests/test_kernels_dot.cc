@@ -14,21 +14,27 @@
 //    exactly equal on small-integer data.
 //  Shapes: 1, 2, 3, 5, 7, 8, 9, 17, 33 blocks of 32 and 1, 2, 3, 5 super-blocks of 256;
 //  rows at odd (unaligned) addresses.
+//  - gemm(): every output equals the dispatched vec_dot of its (token, row), bit for bit, for
+//    1..600 rows and 1..70 tokens (tile edges).
 // With ggml ([data]: the npm package's libggml-cpu-x64.so, built without AVX, runs ggml's
 // *_generic code):
 //  - Q8_K activation bytes == ggml's from_float (quantize_row_q8_K) on random rows, ties and
 //    sign-tie rows; F16/BF16 activation bytes too.
 //  - vec_dot of the reference and of the dispatched variant against ggml's vec_dot on weights
 //    quantized from random rows: within 2^-16 * sum |w_i a_i| (summation order only).
+//  - The x86 variants of Q4_0, Q8_0, Q4_1, Q5_0, Q5_1 against ggml's AVX2 build
+//    (libggml-cpu-haswell.so): identical bits.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 
 #include "kernels/dispatch.h"
 #include "kernels/dot.h"
 #include "kernels/fp16.h"
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "kernels/registry.h"
 #include "tests/ggml_oracle.h"
@@ -45,6 +51,12 @@ const TypeId kQuantTypes[] = {TypeId::Q4_0, TypeId::Q4_1, TypeId::Q5_0, TypeId::
                               TypeId::IQ4_NL, TypeId::Q2_K, TypeId::Q3_K, TypeId::Q4_K, TypeId::Q5_K,
                               TypeId::Q6_K, TypeId::IQ4_XS};
 const TypeId kFloatTypes[] = {TypeId::F32, TypeId::F16, TypeId::BF16};
+
+std::string hex_float(float f) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", static_cast<double>(f));
+  return buf;
+}
 
 std::string rerun_hint() { return "rerun with: --rng-seed " + std::to_string(test::seed()); }
 std::string describe(const DotVariant& v) {
@@ -322,6 +334,41 @@ TEST_CASE("dispatch: every type has a dot, SHRINK_FORCE_REF picks the reference"
   }
 }
 
+// gemm() tiles rows and tokens and spreads them over threads; each output must still be exactly
+// the dispatched vec_dot of its (row, token) pair on the activations quantize_activation makes.
+TEST_CASE("gemm equals one dispatched vec_dot per (token, row), every tile shape", "[kernels][dot][gemm]") {
+  Rng rng(test::seed());
+  for (TypeId t : {TypeId::F32, TypeId::F16, TypeId::BF16, TypeId::Q4_0, TypeId::Q4_1, TypeId::Q5_0, TypeId::Q5_1,
+                   TypeId::Q8_0, TypeId::IQ4_NL, TypeId::Q2_K, TypeId::Q3_K, TypeId::Q4_K, TypeId::Q5_K,
+                   TypeId::Q6_K, TypeId::IQ4_XS}) {
+    REQUIRE(kernels::can_gemm(t));
+    const TypeId at = kernels::vec_dot_type(t);
+    const int64_t cols = block_of(t) == QK_K ? 512 : 96;
+    for (int64_t rows : {1, 7, 130, 600}) {
+      for (int64_t tokens : {1, 2, 33, 70}) {
+        std::vector<float> wf(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(tokens * cols));
+        for (float& v : wf) v = uniform(rng, -1, 1);
+        for (float& v : x) v = uniform(rng, -2, 2);
+        const size_t rb = row_size(t, cols);
+        std::vector<uint8_t> w(rb * static_cast<size_t>(rows));
+        kernels::quantize_rows(t, wf.data(), w.data(), rows, cols, nullptr);
+        std::vector<float> y(static_cast<size_t>(rows * tokens), -1.0f);
+        kernels::gemm(t, w.data(), rb, rows, cols, x.data(), tokens, y.data());
+        std::vector<uint8_t> a(row_size(at, cols));
+        for (int64_t tk = 0; tk < tokens; ++tk) {
+          kernels::quantize_activation(at, x.data() + tk * cols, a.data(), cols);
+          for (int64_t r = 0; r < rows; ++r) {
+            const float want = kernels::vec_dot(t, cols, w.data() + static_cast<size_t>(r) * rb, a.data());
+            const float got = y[static_cast<size_t>(tk * rows + r)];
+            INFO(type_name(t) << " rows=" << rows << " tokens=" << tokens << " token " << tk << " row " << r);
+            REQUIRE(std::memcmp(&got, &want, sizeof got) == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
 // ---- ggml as the oracle ----
 
 test::fs::path ggml_cpu_library(const std::string& variant) {
@@ -450,6 +497,44 @@ TEST_CASE("vec_dot agrees with ggml's vec_dot on quantized random rows", "[kerne
       }
     }
   }
+}
+
+// ggml's AVX2 build (libggml-cpu-haswell.so) is what llama.cpp runs on AVX2 machines, and its
+// tinyBLAS batches accumulate the same way. Types whose x86 variants promise the very same float
+// sequence must give identical bits, not merely close ones.
+TEST_CASE("x86 dot variants equal ggml's AVX2 vec_dot bit for bit", "[kernels][dot][data]") {
+  if (!kernels::cpu_features().avx2 || !kernels::cpu_features().fma) {
+    WARN("no AVX2+FMA on this CPU: nothing to compare");
+    return;
+  }
+  static test::GgmlCpuOracle g(ggml_cpu_library("haswell").string());
+  if (!g.ok()) test::skip_program("ggml AVX2 oracle unavailable: " + g.error());
+  Rng rng(test::seed());
+  int compared = 0;
+  for (TypeId t : {TypeId::Q4_0, TypeId::Q8_0, TypeId::Q4_1, TypeId::Q5_0, TypeId::Q5_1}) {
+    const TypeId at = kernels::vec_dot_type(t);
+    for (int64_t n : {32, 64, 96, 160, 1024, 4096, 4128}) {
+      for (int rep = 0; rep < 10; ++rep) {
+        std::vector<float> wf(static_cast<size_t>(n)), xf(static_cast<size_t>(n));
+        fill_random_row(rng, wf.data(), n);
+        fill_random_row(rng, xf.data(), n);
+        std::vector<uint8_t> w(row_size(t, n)), a(row_size(at, n));
+        kernels::quantize_rows(t, wf.data(), w.data(), 1, n, nullptr);
+        kernels::quantize_activation(at, xf.data(), a.data(), n);
+        float theirs = 0;
+        REQUIRE(g.vec_dot(static_cast<uint32_t>(t), n, w.data(), a.data(), &theirs));
+        for (const DotVariant* v : variants_of(t)) {
+          if (v->isa == kernels::Isa::kRef) continue;
+          const float ours = v->vec_dot(n, w.data(), a.data());
+          INFO(describe(*v) << " n=" << n << " ggml=" << hex_float(theirs) << " ours=" << hex_float(ours) << " "
+                            << rerun_hint());
+          REQUIRE(std::memcmp(&ours, &theirs, sizeof ours) == 0);
+          ++compared;
+        }
+      }
+    }
+  }
+  REQUIRE(compared > 0);
 }
 
 }  // namespace

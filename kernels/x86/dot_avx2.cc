@@ -7,7 +7,11 @@
 //  - IQ4 grid values (|v| <= 127) take the sign of the activation and pair with |activation|
 //    (|-128| = 128 as an unsigned byte): at most 127 * 128 * 2 = 32512.
 // Float parts: one fused multiply-add per block (or super-block) into eight lanes, summed at the
-// end: the reference's order differs, hence the bound in tests/test_kernels_dot.cc.
+// end: the reference's order differs, hence the bound in tests/test_kernels_dot.cc. For Q4_0,
+// Q8_0, Q4_1, Q5_0 and Q5_1 the lanes hold the same integers (sums of four consecutive
+// byte products) and are accumulated and reduced in the same order as ggml's x86 kernels
+// (ggml-cpu/arch/x86/quants.c, and llamafile's tinyBLAS for batches), so their float results
+// are the ones llama.cpp computes on x86; the activation roundings that follow then agree too.
 #include <immintrin.h>
 
 #include <cstring>
@@ -194,8 +198,11 @@ float vec_dot_q8_0_q8_0(int64_t n, const void* vw, const void* va) {
   __m256 acc = _mm256_setzero_ps();
   auto wide = [](const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); };
   for (int64_t i = 0; i < n / QK8_0; ++i) {
-    const __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(wide(x[i].qs), wide(y[i].qs)),
-                                          _mm256_madd_epi16(wide(x[i].qs + 16), wide(y[i].qs + 16)));
+    // Pair sums of bytes 0..15 (a) and 16..31 (b), then lane k = bytes 4k..4k+3: the grouping of
+    // ggml's x86 kernel, so the float accumulation below rounds exactly as llama.cpp's does.
+    const __m256i a = _mm256_madd_epi16(wide(x[i].qs), wide(y[i].qs));
+    const __m256i b = _mm256_madd_epi16(wide(x[i].qs + 16), wide(y[i].qs + 16));
+    const __m256i isum = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a, b), 0xD8);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(isum), acc);
   }
   return hsum(acc);

@@ -78,53 +78,66 @@ float vec_dot_f16(int64_t n, const void* vw, const void* va) {
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+// Q8_0 and Q4_0: the integers of two blocks per 512-bit register, then one 8-lane FMA per block
+// in block order and ggml's final reduction (hsum_float_8), which is exactly the float sequence
+// of ggml's x86 kernels: results equal llama.cpp's bit for bit.
+namespace {
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline __m256 fma_block(float d, __m256i isum, __m256 acc) {
+  return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+}
+}  // namespace
+
 float vec_dot_q8_0_q8_0(int64_t n, const void* vw, const void* va) {
   const auto* x = static_cast<const block_q8_0*>(vw);
   const auto* y = static_cast<const block_q8_0*>(va);
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512 acc = _mm512_setzero_ps();
+  __m256 acc = _mm256_setzero_ps();
   const int64_t nb = n / QK8_0;
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     const __m512i xv = join(load256(x[i].qs), load256(x[i + 1].qs));
     const __m512i yv = join(load256(y[i].qs), load256(y[i + 1].qs));
-    // (x + 128) * y - 128 * y, group by group.
+    // (x + 128) * y - 128 * y, four consecutive bytes per int32 lane.
     const __m512i isum = _mm512_sub_epi32(dp(_mm512_xor_si512(xv, bias), yv), dp(bias, yv));
-    const __m512 d = two_floats(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
-    acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), acc);
+    acc = fma_block(h2f(x[i].d) * h2f(y[i].d), _mm512_castsi512_si256(isum), acc);
+    acc = fma_block(h2f(x[i + 1].d) * h2f(y[i + 1].d), _mm512_extracti64x4_epi64(isum, 1), acc);
   }
-  float s = _mm512_reduce_add_ps(acc);
-  if (i < nb) {  // odd block count: the last block in the low half, zeros above
+  if (i < nb) {  // odd block count: the last block alone
     const __m512i xv = _mm512_zextsi256_si512(load256(x[i].qs));
     const __m512i yv = _mm512_zextsi256_si512(load256(y[i].qs));
     const __m512i isum = _mm512_sub_epi32(dp(_mm512_xor_si512(xv, bias), yv), dp(bias, yv));
-    s += h2f(x[i].d) * h2f(y[i].d) * static_cast<float>(_mm512_reduce_add_epi32(isum));
+    acc = fma_block(h2f(x[i].d) * h2f(y[i].d), _mm512_castsi512_si256(isum), acc);
   }
-  return s;
+  return hsum8(acc);
 }
 
 float vec_dot_q4_0_q8_0(int64_t n, const void* vw, const void* va) {
   const auto* x = static_cast<const block_q4_0*>(vw);
   const auto* y = static_cast<const block_q8_0*>(va);
   const __m512i eight = _mm512_set1_epi8(8);
-  __m512 acc = _mm512_setzero_ps();
+  __m256 acc = _mm256_setzero_ps();
   const int64_t nb = n / QK8_0;
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     const __m512i q = join(nibbles32(x[i].qs), nibbles32(x[i + 1].qs));
     const __m512i yv = join(load256(y[i].qs), load256(y[i + 1].qs));
-    const __m512i isum = _mm512_sub_epi32(dp(q, yv), dp(eight, yv));
-    const __m512 d = two_floats(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
-    acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), acc);
+    const __m512i isum = _mm512_sub_epi32(dp(q, yv), dp(eight, yv));  // (q - 8) * y
+    acc = fma_block(h2f(x[i].d) * h2f(y[i].d), _mm512_castsi512_si256(isum), acc);
+    acc = fma_block(h2f(x[i + 1].d) * h2f(y[i + 1].d), _mm512_extracti64x4_epi64(isum, 1), acc);
   }
-  float s = _mm512_reduce_add_ps(acc);
   if (i < nb) {
     const __m512i q = _mm512_zextsi256_si512(nibbles32(x[i].qs));
     const __m512i yv = _mm512_zextsi256_si512(load256(y[i].qs));
     const __m512i isum = _mm512_sub_epi32(dp(q, yv), dp(eight, yv));
-    s += h2f(x[i].d) * h2f(y[i].d) * static_cast<float>(_mm512_reduce_add_epi32(isum));
+    acc = fma_block(h2f(x[i].d) * h2f(y[i].d), _mm512_castsi512_si256(isum), acc);
   }
-  return s;
+  return hsum8(acc);
 }
 
 float vec_dot_q4_K_q8_K(int64_t n, const void* vw, const void* va) {
