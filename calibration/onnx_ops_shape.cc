@@ -146,7 +146,6 @@ Status split(OpContext& c) {
   if (!a) return c.fail("needs data");
   const int64_t r = static_cast<int64_t>(a->shape.size());
   SHRINK_ASSIGN(int64_t axis, norm_axis(c, attr_int(c.node, "axis", 0), r));
-  if (find_attr(c.node, "num_outputs")) return c.fail("attribute num_outputs (opset 18) is not supported");
   std::vector<int64_t> parts;
   if (c.opset < 13) {
     parts = attr_ints(c.node, "split");
@@ -155,6 +154,11 @@ Status split(OpContext& c) {
   }
   const int64_t n_out = static_cast<int64_t>(c.out.size());
   const int64_t dim = a->shape[axis];
+  if (parts.empty() && find_attr(c.node, "num_outputs")) {
+    // Opset 18: chunks of ceil(dim / num_outputs), the last one smaller.
+    const int64_t chunk = (dim + n_out - 1) / n_out;
+    for (int64_t k = 0; k < n_out; ++k) parts.push_back(std::max<int64_t>(0, std::min(chunk, dim - k * chunk)));
+  }
   if (parts.empty()) {
     if (dim % n_out) return c.fail("dim " + std::to_string(dim) + " does not split evenly into " + std::to_string(n_out));
     parts.assign(n_out, dim / n_out);

@@ -40,13 +40,15 @@ struct OrtRun {
 };
 
 // Runs every sample (a map input name -> tensor) through ONNX Runtime in one node process.
+// `optimization`: ONNX Runtime's graph optimization level ("all", "extended", "basic", "disabled").
 inline OrtRun ort_run(const fs::path& model, const std::vector<std::map<std::string, OnnxTensor>>& samples, int repeat = 1,
-                      int threads = 1) {
+                      int threads = 1, const std::string& optimization = "all") {
   TempDir dir;
   nlohmann::json job;
   job["out_dir"] = (dir.path / "out").string();
   job["repeat"] = repeat;
   job["threads"] = threads;
+  job["optimization"] = optimization;
   job["samples"] = nlohmann::json::array();
   for (size_t s = 0; s < samples.size(); ++s) {
     nlohmann::json specs = nlohmann::json::array();
