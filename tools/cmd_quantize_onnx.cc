@@ -7,6 +7,7 @@
 #include "quantizer/onnx_dynamic_quant.h"
 #include "quantizer/onnx_weight_quant.h"
 #include "tools/cli.h"
+#include "tools/cmd_quantize_onnx_static.h"
 
 namespace shrink::cli {
 namespace {
@@ -56,14 +57,15 @@ void add_quantize_onnx_options(CLI::App* quant) {
   quant->add_option("--method", a.method,
                     "ONNX input only: weight-int4 (MatMul/Gemm -> com.microsoft.MatMulNBits), weight-int4-qdq "
                     "(int4 weights + DequantizeLinear-21 with block_size), weight-int8 (per-channel int8 weights + "
-                    "DequantizeLinear for Conv/Gemm/MatMul), dynamic (DynamicQuantizeLinear + MatMulInteger/ConvInteger)");
+                    "DequantizeLinear for Conv/Gemm/MatMul), dynamic (DynamicQuantizeLinear + MatMulInteger/ConvInteger), "
+                    "static (QDQ: uint8 activations from calibration, int8 weights; see --calib)");
   quant->add_option("--block", a.block, "ONNX 4-bit methods: weights per block along K, a power of two in 16..256")
       ->capture_default_str();
   quant->add_option("--accuracy-level", a.accuracy_level,
                     "ONNX weight-int4: MatMulNBits accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 compute)")
       ->capture_default_str();
   quant->add_flag("--asymmetric", a.asymmetric, "ONNX 4-bit methods: per-block zero points (default: symmetric)");
-  quant->add_flag("--per-channel", a.per_channel, "ONNX dynamic: one weight scale per output channel");
+  quant->add_flag("--per-channel", a.per_channel, "ONNX dynamic/static: one weight scale per output channel");
   quant->add_option("--weight-type", a.weight_type, "ONNX dynamic: int8 (symmetric) or uint8 (asymmetric) weights")
       ->capture_default_str();
   quant->add_option("--op-types", a.op_types, "ONNX: quantize only these op types (e.g. MatMul Conv)");
@@ -71,11 +73,18 @@ void add_quantize_onnx_options(CLI::App* quant) {
   quant->add_option("--external-data", a.external,
                     "ONNX output: auto (a .data sidecar only past ~2 GB), always, or never")
       ->capture_default_str();
+  add_quantize_onnx_static_options(quant);
 }
 
 int run_quantize_onnx(const std::string& input, const std::string& output, bool dry_run) {
   const OnnxArgs& a = g_args;
   if (dry_run) return fail("--dry-run is not available for ONNX models");
+  if (a.method == "static") {
+    OnnxStaticCliShared shared{a.per_channel, a.op_types, a.exclude_nodes, {}};
+    if (a.external == "always") shared.write.external = OnnxWriteOptions::External::kAlways;
+    else if (a.external == "never") shared.write.external = OnnxWriteOptions::External::kNever;
+    return run_quantize_onnx_static(input, output, shared);
+  }
   auto method = parse_onnx_quant_method(a.method);
   if (!method.ok()) return fail(method.error());
   OnnxQuantOptions opt;
