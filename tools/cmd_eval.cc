@@ -20,6 +20,7 @@
 #include "model/llama_model.h"
 #include "model/model_source.h"
 #include "model/tokenizer.h"
+#include "tools/cmd_eval_onnx.h"
 #include "tools/cli.h"
 
 namespace shrink::cli {
@@ -343,6 +344,7 @@ int run_per_tensor(const Args& a) {
 }
 
 int run(const Args& a) {
+  if (is_onnx_eval(a.input)) return run_eval_onnx(a.input, a.json);
   if (a.kv_type != "f16" && a.kv_type != "f32") return fail("--kv-type must be f16 or f32, got \"" + a.kv_type + "\"");
   if (a.threads > 0) omp_set_num_threads(a.threads);
   const int modes = !a.save_logits.empty() + !a.kl_divergence.empty() + (!a.base.empty() && !a.per_tensor);
@@ -390,6 +392,7 @@ void add_eval(CLI::App& root, std::vector<Command>& commands) {
   sub->add_flag("--per-tensor", a.per_tensor,
                 "with --base SOURCE: a table of every weight tensor of MODEL against SOURCE (type, shape, bits per "
                 "weight, SQNR, cosine, max-abs error)");
+  add_eval_onnx_options(sub);
   commands.push_back({sub, [ctx] {
                         a.ctx_given = ctx->count() > 0;
                         return run(a);
