@@ -1,0 +1,310 @@
+// `shrink eval` on BabyLlama against llama.cpp, token by token. node-llama-cpp cannot be used:
+// it tokenizes "\n" while loading a model and BabyLlama's 105-character vocabulary (no byte
+// tokens, no "\n") makes llama.cpp throw out of its vocabulary code and abort (see
+// test_interop_babyllama.cc). So libllama's C API is called directly (dlopen) with token ids only.
+//
+// Both sides evaluate the same ids (a WikiText-2 slice tokenized by `shrink tokenize`) the way
+// llama-perplexity does: chunks of kCtx tokens, each from an empty KV cache with its first token
+// replaced by BOS, every position's logits (llama_get_logits_ith), one thread, F32 KV cache, no
+// flash attention; log p(next) = logit - max - log(sum exp(logit - max)) (max in float, sum in
+// double). Files: `shrink convert` (F32) and `shrink quantize --algo ggml` (Q8_0, Q4_0, ggml's bytes).
+//
+// Asserted (measured on this machine, numbers printed by the test):
+//  - F32: perplexity within 0.1% relative and every log-probability within 1e-3. Measured (8 KB
+//    slice, 31 chunks): PPL 24.9233 on both sides (2e-8 relative), max |Δ log p| 1.9e-5: only float
+//    summation order differs.
+//  - Q8_0 and Q4_0: perplexity within 0.3%. Measured: Q8_0 6.9e-4 relative (3e-6 on a 12 KB slice),
+//    Q4_0 2.8e-4 (8.4e-4 on 12 KB; llama.cpp runs Q4_0 through its repacked x86 kernels). Per token
+//    they differ more (max 0.18 / 0.22, mean 0.009 / 0.015): ggml quantizes each activation row to
+//    Q8_0 before the product, and a summation-order difference that moves a value across a Q8
+//    rounding step changes it by a whole step (test_eval_llamacpp.cc measures the same effect on
+//    stories260K); the mean |Δ log p| is bounded by 0.03 as there.
+#include <dlfcn.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "model/model_source.h"
+#include "tests/test_support.h"
+
+using namespace shrink::test;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kCtx = 256;               // BabyLlama's trained seq_len
+constexpr size_t kSliceBytes = 8000;    // ~31 chunks of 256 character tokens
+
+// ---- The slice of llama.h (llama.cpp de3ff81, node-llama-cpp 3.22.1) this test calls. The
+// struct layouts are the ones test_interop_babyllama.cc pins with offset checks. ----
+using llama_token = int32_t;
+struct llama_model;
+struct llama_context;
+struct llama_memory;
+
+struct llama_model_params {
+  void* devices;
+  const void* tensor_buft_overrides;
+  int32_t n_gpu_layers;
+  int32_t split_mode;
+  int32_t load_mode;
+  int32_t lazy_mode;
+  int32_t main_gpu;
+  const float* tensor_split;
+  bool (*progress_callback)(float, void*);
+  void* progress_callback_user_data;
+  const void* kv_overrides;
+  bool vocab_only, check_tensors, use_extra_bufts, no_host, no_alloc, load_mtp;
+};
+static_assert(sizeof(llama_model_params) == 80);
+static_assert(offsetof(llama_model_params, check_tensors) == 73);
+
+struct llama_context_params {
+  uint32_t n_ctx, n_batch, n_ubatch, n_seq_max, n_rs_seq, n_outputs_max, n_outputs_max_per_seq;
+  int32_t n_threads, n_threads_batch;
+  int32_t ctx_type, rope_scaling_type, pooling_type, attention_type, flash_attn_type;
+  float rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+  uint32_t yarn_orig_ctx;
+  float defrag_thold;
+  void* cb_eval;
+  void* cb_eval_user_data;
+  int32_t type_k, type_v;  // enum ggml_type: 0 = F32
+  void* abort_callback;
+  void* abort_callback_data;
+  bool embeddings, offload_kqv, no_perf, op_offload, swa_full, kv_unified;
+  void* samplers;
+  size_t n_samplers;
+  llama_context* ctx_other;
+};
+static_assert(offsetof(llama_context_params, n_threads) == 28);
+static_assert(offsetof(llama_context_params, flash_attn_type) == 52);
+static_assert(offsetof(llama_context_params, type_k) == 104);
+static_assert(sizeof(llama_context_params) == 160);
+
+struct llama_batch {
+  int32_t n_tokens;
+  llama_token* token;
+  float* embd;
+  int32_t* pos;
+  int32_t* n_seq_id;
+  int32_t** seq_id;
+  int8_t* logits;
+};
+static_assert(sizeof(llama_batch) == 56);
+
+struct Llama {
+  void (*backend_init)() = nullptr;
+  void (*log_set)(void (*)(int, const char*, void*), void*) = nullptr;
+  void (*load_all_from_path)(const char*) = nullptr;
+  llama_model_params (*model_default_params)() = nullptr;
+  llama_model* (*model_load_from_file)(const char*, llama_model_params) = nullptr;
+  void (*model_free)(llama_model*) = nullptr;
+  llama_context_params (*context_default_params)() = nullptr;
+  llama_context* (*init_from_model)(llama_model*, llama_context_params) = nullptr;
+  void (*free)(llama_context*) = nullptr;
+  int32_t (*decode)(llama_context*, llama_batch) = nullptr;
+  float* (*get_logits_ith)(llama_context*, int32_t) = nullptr;
+  llama_memory* (*get_memory)(const llama_context*) = nullptr;
+  void (*memory_clear)(llama_memory*, bool) = nullptr;
+  std::string log;
+};
+
+void collect_log(int, const char* text, void* user) { static_cast<Llama*>(user)->log += text; }
+
+template <class F>
+void bind(void* h, const char* name, F& fn, const fs::path& lib) {
+  fn = reinterpret_cast<F>(::dlsym(h, name));
+  if (fn == nullptr) skip_program(lib.string() + " lacks " + name);
+}
+
+Llama& llama() {
+  static Llama* l = [] {
+    const fs::path dir = interop_dir() / "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+    fs::path lib = dir / "libllama.so";
+    if (!fs::exists(lib) && fs::exists(dir))
+      for (const auto& e : fs::directory_iterator(dir)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("libllama.", 0) == 0 && n.size() > 3 && n.compare(n.size() - 3, 3, ".so") == 0) lib = e.path();
+      }
+    require(lib, "llama.cpp's libllama (npm package @node-llama-cpp/linux-x64)");
+    void* h = ::dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) skip_program("dlopen " + lib.string() + ": " + ::dlerror());
+    auto* r = new Llama;
+    bind(h, "llama_backend_init", r->backend_init, lib);
+    bind(h, "llama_log_set", r->log_set, lib);
+    bind(h, "ggml_backend_load_all_from_path", r->load_all_from_path, lib);
+    bind(h, "llama_model_default_params", r->model_default_params, lib);
+    bind(h, "llama_model_load_from_file", r->model_load_from_file, lib);
+    bind(h, "llama_model_free", r->model_free, lib);
+    bind(h, "llama_context_default_params", r->context_default_params, lib);
+    bind(h, "llama_init_from_model", r->init_from_model, lib);
+    bind(h, "llama_free", r->free, lib);
+    bind(h, "llama_decode", r->decode, lib);
+    bind(h, "llama_get_logits_ith", r->get_logits_ith, lib);
+    bind(h, "llama_get_memory", r->get_memory, lib);
+    bind(h, "llama_memory_clear", r->memory_clear, lib);
+    r->log_set(collect_log, r);
+    r->load_all_from_path(lib.parent_path().c_str());
+    r->backend_init();
+    return r;
+  }();
+  return *l;
+}
+
+// log p(token_{i+1}) at every position i in 0 .. kCtx-2 of every chunk, from llama.cpp.
+std::vector<std::vector<double>> llama_logprobs(const fs::path& gguf, const std::vector<int>& tokens, int32_t bos,
+                                                int n_vocab) {
+  Llama& l = llama();
+  l.log.clear();
+  llama_model_params mp = l.model_default_params();
+  mp.n_gpu_layers = 0;
+  llama_model* model = l.model_load_from_file(gguf.c_str(), mp);
+  INFO("llama.cpp log:\n" << l.log);
+  REQUIRE(model != nullptr);
+  llama_context_params cp = l.context_default_params();
+  cp.n_ctx = cp.n_batch = cp.n_ubatch = kCtx;
+  cp.n_threads = cp.n_threads_batch = 1;
+  cp.flash_attn_type = 0;      // LLAMA_FLASH_ATTN_TYPE_DISABLED
+  cp.type_k = cp.type_v = 0;   // GGML_TYPE_F32
+  cp.no_perf = true;
+  llama_context* ctx = l.init_from_model(model, cp);
+  REQUIRE(ctx != nullptr);
+  std::vector<llama_token> tok(kCtx);
+  std::vector<int32_t> pos(kCtx), n_seq(kCtx, 1), seq0(1, 0);
+  std::vector<int32_t*> seq(kCtx, seq0.data());
+  std::vector<int8_t> want(kCtx, 1);
+  want[kCtx - 1] = 0;
+  for (int i = 0; i < kCtx; ++i) pos[i] = i;
+  std::vector<std::vector<double>> out;
+  const size_t n_chunks = tokens.size() / kCtx;
+  for (size_t c = 0; c < n_chunks; ++c) {
+    l.memory_clear(l.get_memory(ctx), true);
+    for (int i = 0; i < kCtx; ++i) tok[i] = tokens[c * kCtx + i];
+    tok[0] = bos;
+    llama_batch b{kCtx, tok.data(), nullptr, pos.data(), n_seq.data(), seq.data(), want.data()};
+    REQUIRE(l.decode(ctx, b) == 0);
+    std::vector<double> lp;
+    for (int i = 0; i < kCtx - 1; ++i) {
+      const float* logits = l.get_logits_ith(ctx, i);
+      REQUIRE(logits != nullptr);
+      float max_logit = logits[0];
+      for (int v = 1; v < n_vocab; ++v) max_logit = std::max(max_logit, logits[v]);
+      double sum = 0;
+      for (int v = 0; v < n_vocab; ++v) sum += std::exp(logits[v] - max_logit);
+      lp.push_back(static_cast<double>(logits[tok[i + 1]] - max_logit) - std::log(sum));
+    }
+    out.push_back(std::move(lp));
+  }
+  l.free(ctx);
+  l.model_free(model);
+  return out;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("shrink eval on BabyLlama agrees with llama.cpp's C API, token by token", "[data][eval][llamacpp]") {
+  const fs::path dir = data_dir() / "models" / "babyllama-105";
+  const fs::path bin = require(dir / "model5000.bin", "shared test data (babyllama-105/model5000.bin)");
+  const fs::path tok = require(dir / "tok105.bin", "shared test data (babyllama-105/tok105.bin)");
+  const fs::path wiki =
+      require(data_dir() / "corpus" / "wikitext2_wiki.test.raw", "shared test data (wikitext2_wiki.test.raw)");
+  llama();  // skips the program when libllama is absent
+
+  TempDir tmp;
+  const fs::path slice = tmp / "wiki.txt";
+  {
+    std::ofstream f(slice, std::ios::binary);
+    f << read_text(wiki).substr(0, kSliceBytes);
+  }
+  std::map<std::string, fs::path> gguf;
+  gguf["f32"] = tmp / "baby-f32.gguf";
+  RunResult c = run_shrink("convert " + quote(bin.string()) + " --tokenizer " + quote(tok.string()) + " -o " +
+                           quote(gguf["f32"].string()));
+  INFO(c.out);
+  REQUIRE(c.exit_code == 0);
+  for (const char* type : {"q8_0", "q4_0"}) {
+    gguf[type] = tmp / (std::string("baby-") + type + ".gguf");
+    RunResult q = run_shrink("quantize " + quote(bin.string()) + " --tokenizer " + quote(tok.string()) + " -t " + type +
+                             " --algo ggml -q -o " + quote(gguf[type].string()));
+    INFO(q.out);
+    REQUIRE(q.exit_code == 0);
+  }
+  // Token ids by shrink's tokenizer (BOS first), shared by both sides.
+  RunResult t = run_shrink("tokenize " + quote(gguf["f32"].string()) + " --file " + quote(slice.string()) + " --ids-only");
+  REQUIRE(t.exit_code == 0);
+  std::vector<int> tokens;
+  {
+    std::istringstream s(t.out);
+    for (int id; s >> id;) tokens.push_back(id);
+  }
+  REQUIRE(tokens.size() >= 28 * kCtx);
+  {
+    std::ofstream f(tmp / "tokens.json");
+    f << json(tokens).dump();
+  }
+  auto source = shrink::open_model(gguf["f32"].string());
+  REQUIRE(source.ok());
+  const int32_t bos = static_cast<int32_t>(source->vocab.bos_id.value_or(1));
+  const int n_vocab = static_cast<int>(source->vocab.size());
+
+  for (const char* type : {"f32", "q8_0", "q4_0"}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ref = llama_logprobs(gguf[type], tokens, bos, n_vocab);
+    const double llama_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    RunResult r = run_shrink("eval " + quote(gguf[type].string()) + " --tokens " + quote((tmp / "tokens.json").string()) +
+                             " --ctx " + std::to_string(kCtx) + " --kv-type f32 --json --logprobs");
+    INFO(r.out.substr(0, 2000));
+    REQUIRE(r.exit_code == 0);
+    const json ours = json::parse(r.out.substr(r.out.find('{')));
+    const auto& lp = ours["logprobs"];
+    REQUIRE(lp.size() == ref.size());
+    double max_abs = 0, sum_abs = 0, nll = 0;
+    size_t n = 0, count = 0;
+    for (size_t ch = 0; ch < ref.size(); ++ch) {
+      REQUIRE(lp[ch].size() == ref[ch].size());
+      for (size_t i = 0; i < ref[ch].size(); ++i) {
+        const double d = std::fabs(lp[ch][i].get<double>() - ref[ch][i]);
+        max_abs = std::max(max_abs, d);
+        sum_abs += d;
+        ++n;
+        if (i >= kCtx / 2) {
+          nll -= ref[ch][i];
+          ++count;
+        }
+      }
+    }
+    const double ppl_ref = std::exp(nll / static_cast<double>(count));
+    const double ppl = ours["ppl"].get<double>();
+    const double ppl_rel = std::fabs(ppl / ppl_ref - 1.0);
+    const double mean_abs = sum_abs / static_cast<double>(n);
+    INFO(type << ": " << ref.size() << " chunks of " << kCtx << ", PPL shrink " << ppl << " llama.cpp " << ppl_ref
+              << " (relative " << ppl_rel << "); |delta log p| max " << max_abs << " mean " << mean_abs
+              << "; seconds llama.cpp " << llama_s << ", shrink forward " << ours["seconds"].get<double>());
+    CHECK(ours["count"].get<size_t>() == count);
+    if (std::string(type) == "f32") {
+      CHECK(ppl_rel <= 1e-3);
+      CHECK(max_abs <= 1e-3);
+    } else {
+      CHECK(ppl_rel <= 3e-3);
+      CHECK(mean_abs <= 0.03);
+    }
+    WARN(type << ": PPL shrink " << ppl << " llama.cpp " << ppl_ref << " (relative " << ppl_rel << "), |delta log p| max "
+              << max_abs << " mean " << mean_abs);
+  }
+}
