@@ -183,9 +183,12 @@ struct Exporter {
       info.note = "K = " + std::to_string(K) + " is not a multiple of the block " + std::to_string(opt.block);
     if (nbits) {
       NBitsMatrix q;
-      if (opt.map_q4_0 && opt.bits == 4 && opt.block == 32 && w.type == TypeId::Q4_0) {
+      if (opt.map_ggml_blocks && opt.bits == 4 && opt.block == 32 && w.type == TypeId::Q4_0) {
         q = q4_0_to_nbits(w.data, N, K);
         info.encoding = "matmulnbits-q4_0-exact";
+      } else if (opt.map_ggml_blocks && opt.bits == 8 && opt.block == 32 && w.type == TypeId::Q8_0) {
+        q = q8_0_to_nbits(w.data, N, K);
+        info.encoding = "matmulnbits-q8_0-exact";
       } else {
         const std::vector<float> rows = matrix_f32(w);
         q = quantize_nbits_rtn(rows.data(), N, K, opt.bits, opt.block);
@@ -300,6 +303,21 @@ NBitsMatrix q4_0_to_nbits(const uint8_t* q4_0_rows, int64_t n_rows, int64_t n_co
     }
     uint8_t* out = m.packed.data() + bi * 16;
     for (int i = 0; i < 16; ++i) out[i] = static_cast<uint8_t>(codes[2 * i] | (codes[2 * i + 1] << 4));
+  }
+  return m;
+}
+
+NBitsMatrix q8_0_to_nbits(const uint8_t* q8_0_rows, int64_t n_rows, int64_t n_cols) {
+  const int64_t n_blocks = n_cols / QK8_0;
+  NBitsMatrix m;
+  m.packed.resize(static_cast<size_t>(n_rows * n_blocks * QK8_0));
+  m.scales.resize(static_cast<size_t>(n_rows * n_blocks));
+  for (int64_t bi = 0; bi < n_rows * n_blocks; ++bi) {
+    block_q8_0 blk;
+    std::memcpy(&blk, q8_0_rows + bi * static_cast<int64_t>(sizeof(block_q8_0)), sizeof blk);
+    m.scales[static_cast<size_t>(bi)] = kernels::fp16_to_fp32(blk.d);
+    for (int i = 0; i < QK8_0; ++i)
+      m.packed[static_cast<size_t>(bi * QK8_0 + i)] = static_cast<uint8_t>(static_cast<int>(blk.qs[i]) + 128);
   }
   return m;
 }

@@ -40,9 +40,10 @@ struct OnnxExportOptions {
   int bits = 0;     // 0: F32 weights and MatMul; 4 or 8: com.microsoft.MatMulNBits
   int block = 32;   // weights per quantization block along K: a power of two in 16..256
   int opset = 21;   // default-domain opset, 13..24
-  // bits 4 + block 32: matrices stored as ggml Q4_0 are copied block for block (scale = d, the
-  // default zero point 8 = ggml's offset), so the ONNX weights equal the GGUF's exactly.
-  bool map_q4_0 = true;
+  // Block 32 with bits 4 (8): matrices stored as ggml Q4_0 (Q8_0) are copied block for block
+  // (scale = d, the default zero point 8 (128) = ggml's offset), so the ONNX weights equal the
+  // GGUF's exactly instead of being re-quantized from the dequantized values.
+  bool map_ggml_blocks = true;
   std::string source_name;  // recorded in the model's doc_string
 };
 
@@ -51,7 +52,7 @@ struct OnnxExportReport {
   struct Matrix {
     std::string name;      // GGUF name, e.g. "blk.0.attn_q.weight"
     TypeId source_type = TypeId::F32;
-    std::string encoding;  // "f32", "matmulnbits-rtn", "matmulnbits-q4_0-exact"
+    std::string encoding;  // "f32", "matmulnbits-rtn", "matmulnbits-q4_0-exact", "matmulnbits-q8_0-exact"
     std::string note;      // why a matrix stayed F32 under --bits
   };
   std::vector<Matrix> matrices;
@@ -77,6 +78,9 @@ NBitsMatrix quantize_nbits_rtn(const float* rows, int64_t n_rows, int64_t n_cols
 // ggml Q4_0 rows (n_cols a multiple of 32) re-packed for MatMulNBits bits=4, block_size=32 with
 // the default zero point 8: scale = d, codes in order (ggml stores weight j and j+16 in one byte).
 NBitsMatrix q4_0_to_nbits(const uint8_t* q4_0_rows, int64_t n_rows, int64_t n_cols);
+// ggml Q8_0 rows re-packed for bits=8, block_size=32 with the default zero point 128: scale = d,
+// code = q + 128 (q in [-127, 127]).
+NBitsMatrix q8_0_to_nbits(const uint8_t* q8_0_rows, int64_t n_rows, int64_t n_cols);
 // Values a MatMulNBits matrix stands for, (n_rows, n_cols) row-major.
 std::vector<float> dequantize_nbits(const NBitsMatrix& m, int64_t n_rows, int64_t n_cols, int bits, int block);
 

@@ -6,15 +6,17 @@
 // Bounds:
 //  - F32 weights: both sides compute the same float products in different summation orders (and
 //    ORT's Cos/Sin vs libm); 1e-4 max-abs on logits of magnitude ~10.
-//  - 4-bit from a Q4_0 GGUF (ggml's blocks copied into MatMulNBits exactly, zero point 8): ORT's
-//    CPU kernel at accuracy_level 0 multiplies F32 activations by the dequantized weights, so it
+//  - 4-bit (8-bit) from a Q4_0 (Q8_0) GGUF (ggml's blocks copied into MatMulNBits exactly, zero
+//    point 8 (128)): ORT's CPU kernel at accuracy_level 0 multiplies F32 activations by the
+//    dequantized weights, so it
 //    equals shrink running the same GGUF with its weights dequantized to F32, within 1e-4. shrink
 //    running the GGUF natively quantizes every activation row to Q8_0 first (ggml's vec_dot_type
 //    for Q4_0); that rounding is the whole remaining gap, so ORT vs native is bounded by 1e-4 plus
 //    shrink's own native-vs-dequantized gap. That gap is measured at 0.34 max-abs on these 40 tokens
 //    (logits up to ~15; test_eval_llamacpp.cc sees the same activation rounding move single
 //    log-probabilities by ~0.2) and is bounded by 1.0, well under what a wrong weight mapping gives
-//    (RTN 4-bit vs F32 weights moves the logits by ~6).
+//    (RTN 4-bit vs F32 weights moves the logits by ~6). Q8_0 weights: the same argument; gap measured
+//    0.21, bounded by 0.5.
 //  - RTN 4/8-bit from F32 weights: ORT equals shrink running the weights the MatMulNBits tensors
 //    stand for (our reading of the layout: codes low nibble first, zero points packed alike),
 //    within 1e-4, so ORT reads the layout as we wrote it.
@@ -24,6 +26,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "formats/onnx_model.h"
 #include "kernels/kernels.h"
@@ -160,8 +163,8 @@ uint64_t file_size_with_data(const fs::path& p) {
 
 }  // namespace
 
-TEST_CASE("ggml Q4_0 blocks map to MatMulNBits exactly (scale d, zero point 8)", "[onnx_export]") {
-  // Oracle: shrink's scalar Q4_0 dequantizer, which is byte-checked against ggml's to_float.
+TEST_CASE("ggml Q4_0 and Q8_0 blocks map to MatMulNBits exactly (scale d, default zero point)", "[onnx_export]") {
+  // Oracle: shrink's scalar dequantizers, byte-checked against ggml's to_float.
   std::mt19937 rng(seed());
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t n_rows = 3, n_cols = 96;
@@ -169,15 +172,18 @@ TEST_CASE("ggml Q4_0 blocks map to MatMulNBits exactly (scale d, zero point 8)",
   for (float& v : x) v = nd(rng);
   x[5] = 0;  // an exact zero and a huge value in another block
   x[40] = 50.0f;
-  std::vector<uint8_t> q(row_size(TypeId::Q4_0, n_cols) * n_rows);
-  kernels::quantize_rows(TypeId::Q4_0, x.data(), q.data(), n_rows, n_cols);
-  std::vector<float> ggml(x.size());
-  kernels::dequantize_rows(TypeId::Q4_0, q.data(), ggml.data(), n_rows, n_cols);
-  const NBitsMatrix m = q4_0_to_nbits(q.data(), n_rows, n_cols);
-  CHECK(m.zero_points.empty());
-  CHECK(m.packed.size() == static_cast<size_t>(n_rows * (n_cols / 32) * 16));
-  const std::vector<float> back = dequantize_nbits(m, n_rows, n_cols, 4, 32);
-  for (size_t i = 0; i < x.size(); ++i) REQUIRE(back[i] == ggml[i]);
+  for (const auto& [type, bits] : std::vector<std::pair<TypeId, int>>{{TypeId::Q4_0, 4}, {TypeId::Q8_0, 8}}) {
+    std::vector<uint8_t> q(row_size(type, n_cols) * n_rows);
+    kernels::quantize_rows(type, x.data(), q.data(), n_rows, n_cols);
+    std::vector<float> ggml(x.size());
+    kernels::dequantize_rows(type, q.data(), ggml.data(), n_rows, n_cols);
+    const NBitsMatrix m =
+        type == TypeId::Q4_0 ? q4_0_to_nbits(q.data(), n_rows, n_cols) : q8_0_to_nbits(q.data(), n_rows, n_cols);
+    CHECK(m.zero_points.empty());
+    CHECK(m.packed.size() == static_cast<size_t>(n_rows * n_cols * bits / 8));
+    const std::vector<float> back = dequantize_nbits(m, n_rows, n_cols, bits, 32);
+    for (size_t i = 0; i < x.size(); ++i) REQUIRE(back[i] == ggml[i]);
+  }
 }
 
 TEST_CASE("export options are checked", "[onnx_export]") {
@@ -245,6 +251,15 @@ TEST_CASE("stories260K F32 export: ONNX Runtime's logits equal llama_forward's",
   WARN("F32: max |ORT - shrink| = " << d);
   CHECK(d <= 1e-4f);
 
+  // Weights in a .data sidecar: ONNX Runtime reads the same numbers.
+  const fs::path ext = tmp / "stories-f32-ext.onnx";
+  const RunResult re = run_shrink("export --to onnx " + quote(bin.string()) + " --tokenizer " + quote(tok.string()) +
+                                  " -o " + quote(ext.string()) + " --external always");
+  INFO(re.out);
+  REQUIRE(re.exit_code == 0);
+  CHECK(fs::file_size(ext.string() + ".data") > fs::file_size(ext));
+  CHECK(ort_logits(ext, ids, tmp).values == ort.values);
+
   // Batched with a left-padded row: the mask and position_ids keep padding out of its logits.
   const Logits padded = ort_logits(onnx, ids, tmp, /*pad=*/5);
   const float dp = max_abs_diff(padded.values, ref);
@@ -252,44 +267,50 @@ TEST_CASE("stories260K F32 export: ONNX Runtime's logits equal llama_forward's",
   CHECK(dp <= 1e-4f);
 }
 
-TEST_CASE("stories260K Q4_0 GGUF to 4-bit MatMulNBits: exact weights", "[data][onnx_export]") {
+TEST_CASE("stories260K Q4_0 / Q8_0 GGUF to 4- / 8-bit MatMulNBits: exact weights", "[data][onnx_export]") {
   require_ort();
   const fs::path bin = stories_bin(), tok = stories_tok();
   TempDir tmp;
-  const fs::path gguf = tmp / "stories-q4_0.gguf", onnx = tmp / "stories-q4.onnx";
-  // --pure: every matrix whose rows fit 32-weight blocks is Q4_0 (the tied output included);
-  // the 172-wide ffn_down rows fit no block and stay F16, exported as F32.
-  RunResult r = run_shrink("quantize " + quote(bin.string()) + " --tokenizer " + quote(tok.string()) + " -o " +
-                           quote(gguf.string()) + " --type q4_0 --pure --algo ggml");
-  INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  r = run_shrink("export --to onnx " + quote(gguf.string()) + " -o " + quote(onnx.string()) + " --bits 4 --block 32");
-  INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  WARN("stories260K 4-bit ONNX: " << file_size_with_data(onnx) << " bytes; export summary:\n" << r.out);
+  for (const auto& [type, bits, gap_bound] :
+       std::vector<std::tuple<std::string, int, float>>{{"q4_0", 4, 1.0f}, {"q8_0", 8, 0.5f}}) {
+    const fs::path gguf = tmp / ("stories-" + type + ".gguf"), onnx = tmp / ("stories-" + type + ".onnx");
+    // --pure: every matrix whose rows fit 32-weight blocks gets the type (the tied output included);
+    // the 172-wide ffn_down rows fit no block and stay F16, exported as F32.
+    RunResult r = run_shrink("quantize " + quote(bin.string()) + " --tokenizer " + quote(tok.string()) + " -o " +
+                             quote(gguf.string()) + " --type " + type + " --pure --algo ggml");
+    INFO(r.out);
+    REQUIRE(r.exit_code == 0);
+    r = run_shrink("export --to onnx " + quote(gguf.string()) + " -o " + quote(onnx.string()) + " --bits " +
+                   std::to_string(bits) + " --block 32");
+    INFO(r.out);
+    REQUIRE(r.exit_code == 0);
+    WARN("stories260K " << type << " -> " << bits << "-bit ONNX: " << file_size_with_data(onnx) << " bytes");
 
-  const LlamaModel native = load(gguf.string());
-  OnnxExportReport rep;
-  REQUIRE(export_llama_onnx(native, OnnxExportOptions{4, 32, 21, true, ""}, &rep).ok());
-  int exact = 0;
-  for (const auto& m : rep.matrices) exact += m.encoding == "matmulnbits-q4_0-exact";
-  CHECK(exact == 5 * 6 + 1);  // q, k, v, o, gate, up per layer + the output projection
+    const LlamaModel native = load(gguf.string());
+    OnnxExportReport rep;
+    OnnxExportOptions o;
+    o.bits = bits;
+    REQUIRE(export_llama_onnx(native, o, &rep).ok());
+    int exact = 0;
+    for (const auto& m : rep.matrices) exact += m.encoding == "matmulnbits-" + type + "-exact";
+    CHECK(exact == 5 * 6 + 1);  // q, k, v, o, gate, up per layer + the output projection
 
-  LlamaModel dequantized = load(gguf.string());
-  replace_matrices(dequantized, [](const WeightMatrix& w) { return rows_f32(w); });
-  const std::vector<int32_t> ids = story_ids(native);
-  const Logits ort = ort_logits(onnx, ids, tmp);
-  const std::vector<float> ref_deq = shrink_logits(dequantized, ids);
-  const std::vector<float> ref_native = shrink_logits(native, ids);
+    LlamaModel dequantized = load(gguf.string());
+    replace_matrices(dequantized, [](const WeightMatrix& w) { return rows_f32(w); });
+    const std::vector<int32_t> ids = story_ids(native);
+    const Logits ort = ort_logits(onnx, ids, tmp);
+    const std::vector<float> ref_deq = shrink_logits(dequantized, ids);
+    const std::vector<float> ref_native = shrink_logits(native, ids);
 
-  const float d_deq = max_abs_diff(ort.values, ref_deq);
-  const float d_native = max_abs_diff(ort.values, ref_native);
-  const float gap = max_abs_diff(ref_native, ref_deq);  // shrink's Q8_0 activation rounding alone
-  WARN("Q4_0: max |ORT - shrink(dequantized weights)| = " << d_deq << ", max |ORT - shrink(native Q4_0)| = "
-                                                          << d_native << ", shrink native vs dequantized = " << gap);
-  CHECK(d_deq <= 1e-4f);
-  CHECK(gap < 1.0f);
-  CHECK(d_native <= gap + 1e-4f);
+    const float d_deq = max_abs_diff(ort.values, ref_deq);
+    const float d_native = max_abs_diff(ort.values, ref_native);
+    const float gap = max_abs_diff(ref_native, ref_deq);  // shrink's Q8_0 activation rounding alone
+    WARN(type << ": max |ORT - shrink(dequantized weights)| = " << d_deq << ", max |ORT - shrink(native " << type
+              << ")| = " << d_native << ", shrink native vs dequantized = " << gap);
+    CHECK(d_deq <= 1e-4f);
+    CHECK(gap < gap_bound);
+    CHECK(d_native <= gap + 1e-4f);
+  }
 }
 
 TEST_CASE("stories260K RTN 4- and 8-bit export: ORT reads the MatMulNBits layout as written",

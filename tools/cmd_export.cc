@@ -21,7 +21,7 @@ struct Args {
   int block = 32;
   int opset = 21;
   std::string external = "auto";
-  bool no_q4_0_map = false;
+  bool no_block_map = false;
 };
 
 int run_export(const Args& a) {
@@ -48,7 +48,7 @@ int run_export(const Args& a) {
   eo.bits = a.bits;
   eo.block = a.block;
   eo.opset = a.opset;
-  eo.map_q4_0 = !a.no_q4_0_map;
+  eo.map_ggml_blocks = !a.no_block_map;
   eo.source_name = std::filesystem::path(a.input).filename().string();
   OnnxExportReport report;
   auto proto = export_llama_onnx(*model, eo, &report);
@@ -101,9 +101,9 @@ void add_export(CLI::App& root, std::vector<Command>& commands) {
                   "weights in a <file>.data sidecar: auto (only when the model would pass protobuf's 2 GB), "
                   "always, never")
       ->capture_default_str();
-  sub->add_flag("--no-q4_0-map", a.no_q4_0_map,
-                "with --bits 4 --block 32 on a Q4_0 GGUF: re-quantize from the dequantized weights instead of "
-                "copying ggml's Q4_0 blocks exactly (scale d, zero point 8)");
+  sub->add_flag("--no-block-map", a.no_block_map,
+                "--block 32 with --bits 4 (8) on a GGUF whose matrices are Q4_0 (Q8_0): re-quantize from the "
+                "dequantized weights instead of copying ggml's blocks exactly (scale d, zero point 8 (128))");
   commands.push_back({sub, [] { return run_export(a); }});
 }
 
