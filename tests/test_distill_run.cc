@@ -353,6 +353,20 @@ TEST_CASE("distill: bad inputs are refused with one line naming the problem") {
   refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 1e-2 --resume", "lr was 0.003, now 0.01");
   refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 1 --lr 3e-3 --resume", "prune_layers was 2, now 1");
 
+  // A teacher cache is tied to the data and window length it was made from.
+  const std::string tdata = "distill --teacher " + quote(teacher.string()) + " --data " + quote(text.string()) + " --batch 2 --threads 1";
+  RunResult made = run_shrink(tdata + " --seq 32 --cache-teacher " + quote((tmp / "c.bin").string()) + " --top-k 8");
+  INFO(made.out);
+  REQUIRE(made.exit_code == 0);
+  CHECK(made.out.find("52 bytes per token") != std::string::npos);  // 4 + 8 * (4 + 2)
+  RunResult used = run_shrink(tdata + " --seq 32 --teacher-cache " + quote((tmp / "c.bin").string()) + " --steps 2 --prune-layers 2 -o " +
+                              quote((tmp / "o10").string()));
+  INFO(used.out);
+  CHECK(used.exit_code == 0);
+  refuse(tdata + " --seq 16 --teacher-cache " + quote((tmp / "c.bin").string()) + " --steps 2 --prune-layers 2 -o " +
+             quote((tmp / "o11").string()),
+         "cached for other data");
+
   // A student config whose vocabulary is not the teacher's.
   nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 32},
                         {"intermediate_size", 64}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
