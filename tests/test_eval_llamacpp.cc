@@ -22,6 +22,7 @@
 // checked against shrink itself: the llama2.c checkpoint and its F32 GGUF give the same numbers.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -201,16 +202,26 @@ TEST_CASE("shrink eval: F32 weights, F16 KV cache (llama.cpp's default) agree wi
   CHECK(a.ppl_rel <= 1e-3);
 }
 
+// Run twice: with the dispatched SIMD dot products (the default) and with the scalar reference
+// (SHRINK_FORCE_REF=1). The reference sums block products in order, as llama.cpp's x86 kernels
+// for these files do (repacked Q4_0 GEMM), so at the first positions of a chunk it stays within
+// 5e-3 (measured <= 1.1e-3). The SIMD variants agree with the reference to ~1e-7 per dot
+// (test_kernels_dot) but sum in another order, which flips Q8_0 activation rounding ties:
+// measured 0.012 (Q4_0) and 0.049 (Q8_0) at the first positions, hence the looser bound there.
 TEST_CASE("shrink eval: Q8_0 and Q4_0 weights agree with llama.cpp", "[data][eval][llamacpp]") {
   Fixture& f = fixture();
-  for (const char* type : {"q8_0", "q4_0"}) {
-    const json& ref = f.llama_f32kv[type];
-    const json ours = shrink_eval(f.gguf[type], ref["tokens"].get<std::vector<int>>(), "--kv-type f32");
-    const Agreement a = compare(ours, ref);
-    INFO(type << ": " << describe(ours, ref, a));
-    CHECK(a.max_abs_first2 <= 5e-3);
-    CHECK(a.mean_abs <= 0.03);
-    CHECK(a.ppl_rel <= 1e-3);
+  for (const bool reference : {false, true}) {
+    if (reference) ::setenv("SHRINK_FORCE_REF", "1", 1);
+    for (const char* type : {"q8_0", "q4_0"}) {
+      const json& ref = f.llama_f32kv[type];
+      const json ours = shrink_eval(f.gguf[type], ref["tokens"].get<std::vector<int>>(), "--kv-type f32");
+      const Agreement a = compare(ours, ref);
+      INFO(type << (reference ? " (reference kernels)" : " (SIMD kernels)") << ": " << describe(ours, ref, a));
+      CHECK(a.max_abs_first2 <= (reference ? 5e-3 : 0.1));
+      CHECK(a.mean_abs <= 0.03);
+      CHECK(a.ppl_rel <= 1e-3);
+    }
+    if (reference) ::unsetenv("SHRINK_FORCE_REF");
   }
 }
 
