@@ -10,7 +10,6 @@
 // Run from the repository or its build folder (libllama is found under tests/interop).
 //   bench_eval [--threads N] [--ctx 512] [--reps 3] [--embd 1024] [--ff 2816] [--layers 4]
 //              [--gguf FILE]...
-#include <dlfcn.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -29,132 +28,24 @@
 #include "model/model_source.h"
 #include "model/synthetic.h"
 #include "quantizer/quantize_model.h"
+#include "tests/libllama_api.h"
 
 namespace fs = std::filesystem;
 using namespace shrink;
 
 namespace {
 
-// ---- The slice of llama.h (node-llama-cpp 3.22.1, bins v0.5.0) this program calls; layouts
-// as tests/test_interop_babyllama.cc checks them with static_asserts. ----
-using llama_token = int32_t;
-struct llama_model;
-struct llama_context;
-struct llama_memory_i;
-
-struct ModelParams {
-  void* devices;
-  const void* tensor_buft_overrides;
-  int32_t n_gpu_layers, split_mode, load_mode, lazy_mode, main_gpu;
-  const float* tensor_split;
-  void* progress_callback;
-  void* progress_callback_user_data;
-  const void* kv_overrides;
-  bool vocab_only, check_tensors, use_extra_bufts, no_host, no_alloc, load_mtp;
-};
-static_assert(sizeof(ModelParams) == 80);
-
-struct ContextParams {
-  uint32_t n_ctx, n_batch, n_ubatch, n_seq_max, n_rs_seq, n_outputs_max, n_outputs_max_per_seq;
-  int32_t n_threads, n_threads_batch;
-  int32_t ctx_type, rope_scaling_type, pooling_type, attention_type, flash_attn_type;
-  float rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
-  uint32_t yarn_orig_ctx;
-  float defrag_thold;
-  void* cb_eval;
-  void* cb_eval_user_data;
-  int32_t type_k, type_v;
-  void* abort_callback;
-  void* abort_callback_data;
-  bool embeddings, offload_kqv, no_perf, op_offload, swa_full, kv_unified;
-  void* samplers;
-  size_t n_samplers;
-  llama_context* ctx_other;
-};
-static_assert(offsetof(ContextParams, n_threads) == 28);
-static_assert(offsetof(ContextParams, cb_eval) == 88);
-static_assert(sizeof(ContextParams) == 160);
-
-struct Batch {
-  int32_t n_tokens;
-  llama_token* token;
-  float* embd;
-  int32_t* pos;
-  int32_t* n_seq_id;
-  int32_t** seq_id;
-  int8_t* logits;
-};
-static_assert(sizeof(Batch) == 56);
-
-struct Llama {
-  void (*backend_init)();
-  void (*log_set)(void (*)(int, const char*, void*), void*);
-  void (*load_all_from_path)(const char*);
-  ModelParams (*model_default_params)();
-  llama_model* (*model_load_from_file)(const char*, ModelParams);
-  void (*model_free)(llama_model*);
-  ContextParams (*context_default_params)();
-  llama_context* (*init_from_model)(llama_model*, ContextParams);
-  void (*free)(llama_context*);
-  Batch (*batch_init)(int32_t, int32_t, int32_t);
-  void (*batch_free)(Batch);
-  int32_t (*decode)(llama_context*, Batch);
-  llama_memory_i* (*get_memory)(llama_context*);
-  void (*memory_clear)(llama_memory_i*, bool);
-};
-
-template <class F>
-bool bind(void* h, const char* name, F& fn) {
-  fn = reinterpret_cast<F>(::dlsym(h, name));
-  if (fn == nullptr) std::fprintf(stderr, "bench_eval: libllama lacks %s\n", name);
-  return fn != nullptr;
-}
-
-void quiet(int, const char*, void*) {}
+using namespace shrink::libllama;
 
 // The npm package's binaries: beside the source tree the build folder sits in (build-*/bench_eval
 // -> ../tests/interop), or under the current folder.
 fs::path llama_bins_dir() {
-  const fs::path rel = "tests/interop/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+  const fs::path rel = fs::path("tests/interop") / kBinsUnderInterop;
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   for (const fs::path& root : {exe.parent_path().parent_path(), fs::current_path(), fs::current_path().parent_path()})
     if (fs::exists(root / rel)) return root / rel;
   return rel;
-}
-
-Llama* load_llama() {
-  const fs::path dir = llama_bins_dir();
-  fs::path lib;
-  if (fs::exists(dir))
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("libllama.", 0) == 0 && n.size() > 3 && n.compare(n.size() - 3, 3, ".so") == 0) lib = e.path();
-    }
-  if (lib.empty()) {
-    std::fprintf(stderr, "bench_eval: libllama not found under %s (run setup.sh)\n", dir.c_str());
-    return nullptr;
-  }
-  void* h = ::dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h == nullptr) {
-    std::fprintf(stderr, "bench_eval: dlopen %s: %s\n", lib.c_str(), ::dlerror());
-    return nullptr;
-  }
-  auto* l = new Llama{};
-  bool ok = bind(h, "llama_backend_init", l->backend_init) && bind(h, "llama_log_set", l->log_set) &&
-            bind(h, "ggml_backend_load_all_from_path", l->load_all_from_path) &&
-            bind(h, "llama_model_default_params", l->model_default_params) &&
-            bind(h, "llama_model_load_from_file", l->model_load_from_file) && bind(h, "llama_model_free", l->model_free) &&
-            bind(h, "llama_context_default_params", l->context_default_params) &&
-            bind(h, "llama_init_from_model", l->init_from_model) && bind(h, "llama_free", l->free) &&
-            bind(h, "llama_batch_init", l->batch_init) && bind(h, "llama_batch_free", l->batch_free) &&
-            bind(h, "llama_decode", l->decode) && bind(h, "llama_get_memory", l->get_memory) &&
-            bind(h, "llama_memory_clear", l->memory_clear);
-  if (!ok) return nullptr;
-  l->log_set(quiet, nullptr);
-  l->load_all_from_path(lib.parent_path().c_str());
-  l->backend_init();
-  return l;
 }
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -165,7 +56,7 @@ struct Row {
 };
 
 // Best-of-reps tokens/s of both engines on one GGUF, measurements interleaved.
-bool bench_file(Llama& L, const fs::path& gguf, int threads, int64_t ctx, int reps, const std::vector<int32_t>& tokens,
+bool bench_file(Api& L, const fs::path& gguf, int threads, int64_t ctx, int reps, const std::vector<int32_t>& tokens,
                 Row* row) {
   auto src = open_model(gguf.string());
   if (!src.ok()) {
@@ -180,14 +71,14 @@ bool bench_file(Llama& L, const fs::path& gguf, int threads, int64_t ctx, int re
   KvCache cache = make_kv_cache(*model, ctx);
   std::vector<float> logits;
 
-  ModelParams mp = L.model_default_params();
+  llama_model_params mp = L.model_default_params();
   mp.n_gpu_layers = 0;
   llama_model* lm = L.model_load_from_file(gguf.c_str(), mp);
   if (lm == nullptr) {
     std::fprintf(stderr, "bench_eval: llama.cpp cannot load %s\n", gguf.c_str());
     return false;
   }
-  ContextParams cp = L.context_default_params();
+  llama_context_params cp = L.context_default_params();
   cp.n_ctx = cp.n_batch = cp.n_ubatch = static_cast<uint32_t>(ctx);
   cp.n_threads = cp.n_threads_batch = threads;
   cp.no_perf = true;
@@ -197,7 +88,7 @@ bool bench_file(Llama& L, const fs::path& gguf, int threads, int64_t ctx, int re
     L.model_free(lm);
     return false;
   }
-  Batch b = L.batch_init(static_cast<int32_t>(ctx), 0, 1);
+  llama_batch b = L.batch_init(static_cast<int32_t>(ctx), 0, 1);
   b.n_tokens = static_cast<int32_t>(ctx);
   for (int64_t i = 0; i < ctx; ++i) {
     b.token[i] = tokens[static_cast<size_t>(i)];
@@ -261,8 +152,11 @@ int main(int argc, char** argv) {
     }
   }
   omp_set_num_threads(threads);
-  Llama* L = load_llama();
-  if (L == nullptr) return 1;
+  Api* L = new Api;  // stays alive: llama.cpp logs into it until exit
+  if (std::string e = L->load(llama_bins_dir()); !e.empty()) {
+    std::fprintf(stderr, "bench_eval: %s (run setup.sh)\n", e.c_str());
+    return 1;
+  }
 
   const fs::path dir = fs::temp_directory_path() / ("shrink-bench-eval-" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -19,8 +19,6 @@
 //    Q8_0 before the product, and a summation-order difference that moves a value across a Q8
 //    rounding step changes it by a whole step (test_eval_llamacpp.cc measures the same effect on
 //    stories260K); the mean |Δ log p| is bounded by 0.03 as there.
-#include <dlfcn.h>
-
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
@@ -34,6 +32,7 @@
 #include <vector>
 
 #include "model/model_source.h"
+#include "tests/libllama_api.h"
 #include "tests/test_support.h"
 
 using namespace shrink::test;
@@ -44,118 +43,15 @@ namespace {
 constexpr int kCtx = 256;               // BabyLlama's trained seq_len
 constexpr size_t kSliceBytes = 8000;    // ~31 chunks of 256 character tokens
 
-// ---- The slice of llama.h (llama.cpp de3ff81, node-llama-cpp 3.22.1) this test calls. The
-// struct layouts are the ones test_interop_babyllama.cc pins with offset checks. ----
-using llama_token = int32_t;
-struct llama_model;
-struct llama_context;
-struct llama_memory;
+using namespace shrink::libllama;
 
-struct llama_model_params {
-  void* devices;
-  const void* tensor_buft_overrides;
-  int32_t n_gpu_layers;
-  int32_t split_mode;
-  int32_t load_mode;
-  int32_t lazy_mode;
-  int32_t main_gpu;
-  const float* tensor_split;
-  bool (*progress_callback)(float, void*);
-  void* progress_callback_user_data;
-  const void* kv_overrides;
-  bool vocab_only, check_tensors, use_extra_bufts, no_host, no_alloc, load_mtp;
-};
-static_assert(sizeof(llama_model_params) == 80);
-static_assert(offsetof(llama_model_params, check_tensors) == 73);
-
-struct llama_context_params {
-  uint32_t n_ctx, n_batch, n_ubatch, n_seq_max, n_rs_seq, n_outputs_max, n_outputs_max_per_seq;
-  int32_t n_threads, n_threads_batch;
-  int32_t ctx_type, rope_scaling_type, pooling_type, attention_type, flash_attn_type;
-  float rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
-  uint32_t yarn_orig_ctx;
-  float defrag_thold;
-  void* cb_eval;
-  void* cb_eval_user_data;
-  int32_t type_k, type_v;  // enum ggml_type: 0 = F32
-  void* abort_callback;
-  void* abort_callback_data;
-  bool embeddings, offload_kqv, no_perf, op_offload, swa_full, kv_unified;
-  void* samplers;
-  size_t n_samplers;
-  llama_context* ctx_other;
-};
-static_assert(offsetof(llama_context_params, n_threads) == 28);
-static_assert(offsetof(llama_context_params, flash_attn_type) == 52);
-static_assert(offsetof(llama_context_params, type_k) == 104);
-static_assert(sizeof(llama_context_params) == 160);
-
-struct llama_batch {
-  int32_t n_tokens;
-  llama_token* token;
-  float* embd;
-  int32_t* pos;
-  int32_t* n_seq_id;
-  int32_t** seq_id;
-  int8_t* logits;
-};
-static_assert(sizeof(llama_batch) == 56);
-
-struct Llama {
-  void (*backend_init)() = nullptr;
-  void (*log_set)(void (*)(int, const char*, void*), void*) = nullptr;
-  void (*load_all_from_path)(const char*) = nullptr;
-  llama_model_params (*model_default_params)() = nullptr;
-  llama_model* (*model_load_from_file)(const char*, llama_model_params) = nullptr;
-  void (*model_free)(llama_model*) = nullptr;
-  llama_context_params (*context_default_params)() = nullptr;
-  llama_context* (*init_from_model)(llama_model*, llama_context_params) = nullptr;
-  void (*free)(llama_context*) = nullptr;
-  int32_t (*decode)(llama_context*, llama_batch) = nullptr;
-  float* (*get_logits_ith)(llama_context*, int32_t) = nullptr;
-  llama_memory* (*get_memory)(const llama_context*) = nullptr;
-  void (*memory_clear)(llama_memory*, bool) = nullptr;
-  std::string log;
-};
-
-void collect_log(int, const char* text, void* user) { static_cast<Llama*>(user)->log += text; }
-
-template <class F>
-void bind(void* h, const char* name, F& fn, const fs::path& lib) {
-  fn = reinterpret_cast<F>(::dlsym(h, name));
-  if (fn == nullptr) skip_program(lib.string() + " lacks " + name);
-}
-
-Llama& llama() {
-  static Llama* l = [] {
-    const fs::path dir = interop_dir() / "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
-    fs::path lib = dir / "libllama.so";
-    if (!fs::exists(lib) && fs::exists(dir))
-      for (const auto& e : fs::directory_iterator(dir)) {
-        const std::string n = e.path().filename().string();
-        if (n.rfind("libllama.", 0) == 0 && n.size() > 3 && n.compare(n.size() - 3, 3, ".so") == 0) lib = e.path();
-      }
-    require(lib, "llama.cpp's libllama (npm package @node-llama-cpp/linux-x64)");
-    void* h = ::dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (h == nullptr) skip_program("dlopen " + lib.string() + ": " + ::dlerror());
-    auto* r = new Llama;
-    bind(h, "llama_backend_init", r->backend_init, lib);
-    bind(h, "llama_log_set", r->log_set, lib);
-    bind(h, "ggml_backend_load_all_from_path", r->load_all_from_path, lib);
-    bind(h, "llama_model_default_params", r->model_default_params, lib);
-    bind(h, "llama_model_load_from_file", r->model_load_from_file, lib);
-    bind(h, "llama_model_free", r->model_free, lib);
-    bind(h, "llama_context_default_params", r->context_default_params, lib);
-    bind(h, "llama_init_from_model", r->init_from_model, lib);
-    bind(h, "llama_free", r->free, lib);
-    bind(h, "llama_decode", r->decode, lib);
-    bind(h, "llama_get_logits_ith", r->get_logits_ith, lib);
-    bind(h, "llama_get_memory", r->get_memory, lib);
-    bind(h, "llama_memory_clear", r->memory_clear, lib);
-    r->log_set(collect_log, r);
-    r->load_all_from_path(lib.parent_path().c_str());
-    r->backend_init();
-    return r;
+// Loaded once; the program skips (exit 77) when the npm package or a symbol is missing.
+Api& llama() {
+  static Api* l = [] {
+    auto* a = new Api;
+    if (std::string e = a->load(interop_dir() / kBinsUnderInterop); !e.empty())
+      skip_program("llama.cpp's libllama (npm package @node-llama-cpp/linux-x64): " + e);
+    return a;
   }();
   return *l;
 }
@@ -163,7 +59,7 @@ Llama& llama() {
 // log p(token_{i+1}) at every position i in 0 .. kCtx-2 of every chunk, from llama.cpp.
 std::vector<std::vector<double>> llama_logprobs(const fs::path& gguf, const std::vector<int>& tokens, int32_t bos,
                                                 int n_vocab) {
-  Llama& l = llama();
+  Api& l = llama();
   l.log.clear();
   llama_model_params mp = l.model_default_params();
   mp.n_gpu_layers = 0;
@@ -173,8 +69,8 @@ std::vector<std::vector<double>> llama_logprobs(const fs::path& gguf, const std:
   llama_context_params cp = l.context_default_params();
   cp.n_ctx = cp.n_batch = cp.n_ubatch = kCtx;
   cp.n_threads = cp.n_threads_batch = 1;
-  cp.flash_attn_type = 0;      // LLAMA_FLASH_ATTN_TYPE_DISABLED
-  cp.type_k = cp.type_v = 0;   // GGML_TYPE_F32
+  cp.flash_attn_type = kFlashAttnDisabled;
+  cp.type_k = cp.type_v = kGgmlTypeF32;
   cp.no_perf = true;
   llama_context* ctx = l.init_from_model(model, cp);
   REQUIRE(ctx != nullptr);

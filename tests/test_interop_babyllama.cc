@@ -21,8 +21,6 @@
 //
 // Prompt ids are hard-coded: BOS (1) followed by SentencePiece's ids for "Once upon a time"
 // (sentencepiece's encode() on tok105.model / tok512.model, add_dummy_prefix as trained).
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -37,6 +35,7 @@
 #include "formats/llama2c.h"
 #include "formats/vocab.h"
 #include "quantizer/mixes.h"
+#include "tests/libllama_api.h"
 #include "tests/test_support.h"
 
 using namespace shrink;
@@ -44,186 +43,15 @@ using namespace shrink::test;
 
 namespace {
 
-// ---- The slice of llama.h (llama.cpp de3ff81, node-llama-cpp 3.22.1, bins v0.5.0) this test
-// calls, field for field. Enums are int-sized; the offsets below were measured from that header. ----
+using namespace shrink::libllama;
 
-using llama_token = int32_t;
-struct llama_model;
-struct llama_context;
-struct llama_vocab;
-
-struct llama_model_params {
-  void* devices;                      // ggml_backend_dev_t*, NULL-terminated
-  const void* tensor_buft_overrides;  // const struct llama_model_tensor_buft_override*
-  int32_t n_gpu_layers;
-  int32_t split_mode;  // enum llama_split_mode
-  int32_t load_mode;   // enum llama_load_mode
-  int32_t lazy_mode;   // enum llama_lazy_mode
-  int32_t main_gpu;
-  const float* tensor_split;
-  bool (*progress_callback)(float progress, void* user_data);
-  void* progress_callback_user_data;
-  const void* kv_overrides;  // const struct llama_model_kv_override*
-  bool vocab_only;
-  bool check_tensors;
-  bool use_extra_bufts;
-  bool no_host;
-  bool no_alloc;
-  bool load_mtp;
-};
-static_assert(offsetof(llama_model_params, n_gpu_layers) == 16);
-static_assert(offsetof(llama_model_params, main_gpu) == 32);
-static_assert(offsetof(llama_model_params, tensor_split) == 40);
-static_assert(offsetof(llama_model_params, kv_overrides) == 64);
-static_assert(offsetof(llama_model_params, vocab_only) == 72);
-static_assert(offsetof(llama_model_params, load_mtp) == 77);
-static_assert(sizeof(llama_model_params) == 80);
-
-struct llama_context_params {
-  uint32_t n_ctx;
-  uint32_t n_batch;
-  uint32_t n_ubatch;
-  uint32_t n_seq_max;
-  uint32_t n_rs_seq;
-  uint32_t n_outputs_max;
-  uint32_t n_outputs_max_per_seq;
-  int32_t n_threads;
-  int32_t n_threads_batch;
-  int32_t ctx_type;           // enum llama_context_type
-  int32_t rope_scaling_type;  // enum llama_rope_scaling_type
-  int32_t pooling_type;       // enum llama_pooling_type
-  int32_t attention_type;     // enum llama_attention_type
-  int32_t flash_attn_type;    // enum llama_flash_attn_type
-  float rope_freq_base;
-  float rope_freq_scale;
-  float yarn_ext_factor;
-  float yarn_attn_factor;
-  float yarn_beta_fast;
-  float yarn_beta_slow;
-  uint32_t yarn_orig_ctx;
-  float defrag_thold;
-  void* cb_eval;  // ggml_backend_sched_eval_callback
-  void* cb_eval_user_data;
-  int32_t type_k;  // enum ggml_type
-  int32_t type_v;  // enum ggml_type
-  void* abort_callback;  // ggml_abort_callback
-  void* abort_callback_data;
-  bool embeddings;
-  bool offload_kqv;
-  bool no_perf;
-  bool op_offload;
-  bool swa_full;
-  bool kv_unified;
-  void* samplers;  // struct llama_sampler_seq_config*
-  size_t n_samplers;
-  llama_context* ctx_other;
-};
-static_assert(offsetof(llama_context_params, n_threads) == 28);
-static_assert(offsetof(llama_context_params, ctx_type) == 36);
-static_assert(offsetof(llama_context_params, rope_freq_base) == 56);
-static_assert(offsetof(llama_context_params, cb_eval) == 88);
-static_assert(offsetof(llama_context_params, type_k) == 104);
-static_assert(offsetof(llama_context_params, abort_callback) == 112);
-static_assert(offsetof(llama_context_params, embeddings) == 128);
-static_assert(offsetof(llama_context_params, kv_unified) == 133);
-static_assert(offsetof(llama_context_params, samplers) == 136);
-static_assert(offsetof(llama_context_params, ctx_other) == 152);
-static_assert(sizeof(llama_context_params) == 160);
-
-struct llama_batch {
-  int32_t n_tokens;
-  llama_token* token;
-  float* embd;
-  int32_t* pos;
-  int32_t* n_seq_id;
-  int32_t** seq_id;
-  int8_t* logits;
-};
-static_assert(sizeof(llama_batch) == 56);
-
-// enum ggml_log_level (ggml.h)
-constexpr int kLogWarn = 3;
-constexpr int kLogError = 4;
-constexpr int kLogCont = 5;
-
-using log_callback = void (*)(int level, const char* text, void* user);
-
-struct Llama {
-  void (*backend_init)() = nullptr;
-  void (*log_set)(log_callback, void*) = nullptr;
-  void (*load_all_from_path)(const char*) = nullptr;  // ggml_backend_load_all_from_path (libggml)
-  llama_model_params (*model_default_params)() = nullptr;
-  llama_model* (*model_load_from_file)(const char*, llama_model_params) = nullptr;
-  void (*model_free)(llama_model*) = nullptr;
-  llama_context_params (*context_default_params)() = nullptr;
-  llama_context* (*init_from_model)(llama_model*, llama_context_params) = nullptr;
-  void (*free)(llama_context*) = nullptr;
-  llama_batch (*batch_get_one)(llama_token*, int32_t) = nullptr;
-  int32_t (*decode)(llama_context*, llama_batch) = nullptr;
-  float* (*get_logits_ith)(llama_context*, int32_t) = nullptr;
-  const llama_vocab* (*model_get_vocab)(const llama_model*) = nullptr;
-  int32_t (*vocab_n_tokens)(const llama_vocab*) = nullptr;
-
-  std::string log;       // everything llama.cpp logged since the last clear
-  std::string warnings;  // only its WARN and ERROR lines
-  int last_level = 0;
-};
-
-void collect_log(int level, const char* text, void* user) {
-  auto* l = static_cast<Llama*>(user);
-  if (level != kLogCont) l->last_level = level;
-  l->log += text;
-  if (l->last_level == kLogWarn || l->last_level == kLogError) l->warnings += text;
-}
-
-fs::path bins_dir() { return interop_dir() / "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"; }
-
-fs::path find_libllama() {
-  const fs::path dir = bins_dir();
-  if (fs::exists(dir / "libllama.so")) return dir / "libllama.so";
-  if (fs::exists(dir))
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("libllama.", 0) == 0 && n.size() > 3 && n.compare(n.size() - 3, 3, ".so") == 0) return e.path();
-    }
-  return dir / "libllama.so";
-}
-
-template <class F>
-void bind(void* h, const char* name, F& fn, const fs::path& lib) {
-  fn = reinterpret_cast<F>(::dlsym(h, name));
-  if (fn == nullptr) skip_program(lib.string() + " lacks " + name);
-}
-
-// Loaded once. libllama's RUNPATH ($ORIGIN) finds libggml*.so beside it; the CPU backend is one of
-// several libggml-cpu-<isa>.so there, and ggml picks the best the machine runs.
-Llama& llama() {
-  static Llama* l = [] {
-    const fs::path lib = require(find_libllama(), "llama.cpp's libllama (npm package @node-llama-cpp/linux-x64)");
-    void* h = ::dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (h == nullptr) {
-      const char* e = ::dlerror();
-      skip_program("dlopen " + lib.string() + ": " + (e ? e : "unknown error"));
-    }
-    auto* r = new Llama;
-    bind(h, "llama_backend_init", r->backend_init, lib);
-    bind(h, "llama_log_set", r->log_set, lib);
-    bind(h, "ggml_backend_load_all_from_path", r->load_all_from_path, lib);
-    bind(h, "llama_model_default_params", r->model_default_params, lib);
-    bind(h, "llama_model_load_from_file", r->model_load_from_file, lib);
-    bind(h, "llama_model_free", r->model_free, lib);
-    bind(h, "llama_context_default_params", r->context_default_params, lib);
-    bind(h, "llama_init_from_model", r->init_from_model, lib);
-    bind(h, "llama_free", r->free, lib);
-    bind(h, "llama_batch_get_one", r->batch_get_one, lib);
-    bind(h, "llama_decode", r->decode, lib);
-    bind(h, "llama_get_logits_ith", r->get_logits_ith, lib);
-    bind(h, "llama_model_get_vocab", r->model_get_vocab, lib);
-    bind(h, "llama_vocab_n_tokens", r->vocab_n_tokens, lib);
-    r->log_set(collect_log, r);
-    r->load_all_from_path(lib.parent_path().c_str());
-    r->backend_init();
-    return r;
+// Loaded once; the program skips (exit 77) when the npm package or a symbol is missing.
+Api& llama() {
+  static Api* l = [] {
+    auto* a = new Api;
+    if (std::string e = a->load(interop_dir() / kBinsUnderInterop); !e.empty())
+      skip_program("llama.cpp's libllama (npm package @node-llama-cpp/linux-x64): " + e);
+    return a;
   }();
   return *l;
 }
@@ -239,7 +67,7 @@ struct Greedy {
 };
 
 Greedy greedy_decode(const fs::path& gguf, std::vector<llama_token> prompt, int n_new) {
-  Llama& l = llama();
+  Api& l = llama();
   Greedy g;
   const auto t0 = std::chrono::steady_clock::now();
   llama_model_params mp = l.model_default_params();
@@ -343,7 +171,7 @@ struct ModelCase {
 void check_all_mixes(const ModelCase& mc) {
   require(mc.checkpoint, "shared test data (" + mc.checkpoint.filename().string() + ")");
   require(mc.tokenizer, "shared test data (" + mc.tokenizer.filename().string() + ")");
-  Llama& l = llama();
+  Api& l = llama();
   auto vocab = read_llama2c_tokenizer(mc.tokenizer.string(), mc.vocab_size);
   REQUIRE(vocab.ok());
 
