@@ -1,0 +1,157 @@
+// AVX2 GEMV kernels (CPUs without AVX-512 VNNI): a few rows per pass share each activation load;
+// the integer block sums use vpmaddubsw + vpmaddwd (exact here: no pair of products reaches the
+// int16 limit), and the float steps follow ggml's order (kernels/gemv.h): eight lanes per row for
+// Q8_0 (vec_dot order), one scalar FMA chain per row for Q4_0 / Q4_K (repacked-8 order).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/quant_types.h"
+#include "kernels/x86/gemv_x86.h"
+
+namespace shrink::kernels::avx2 {
+namespace {
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+inline float fma1(float a, float b, float c) {
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+inline float hsum_float_8(__m256 v) {  // ggml's, bit for bit
+  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline int32_t hsum_i32_8(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_extracti128_si256(v, 1), _mm256_castsi256_si128(v));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+// Sum of u * s over groups of four bytes (u unsigned, s signed; |u * s| pairs below 2^15).
+inline __m256i dot4(__m256i u, __m256i s) { return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)); }
+
+}  // namespace
+
+// ---- Q8_0, ggml's vec_dot order: rows in pairs, one 8-lane accumulator each. No scratch. ----
+
+size_t gemv_q8_0_vecdot_scratch(int64_t) { return 0; }
+void gemv_q8_0_vecdot_prepare(const void*, int64_t, void*) {}
+
+void gemv_q8_0_vecdot_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const void* act,
+                           const void*, float* y) {
+  const auto* a = static_cast<const block_q8_0*>(act);
+  const int64_t nb = n_cols / QK8_0;
+  for (int64_t r = 0; r < n_rows; r += 2) {
+    const bool two = r + 1 < n_rows;
+    const auto* x0 = reinterpret_cast<const block_q8_0*>(w + static_cast<size_t>(r) * row_bytes);
+    const auto* x1 = reinterpret_cast<const block_q8_0*>(w + static_cast<size_t>(two ? r + 1 : r) * row_bytes);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i av = load256(a[b].qs);
+      const float da = h2f(a[b].d);
+      const __m256i q0 = load256(x0[b].qs), q1 = load256(x1[b].qs);
+      // |x| * sign(a, x) = x * a, as ggml's mul_sum_i8_pairs_float.
+      const __m256i s0 = dot4(_mm256_sign_epi8(q0, q0), _mm256_sign_epi8(av, q0));
+      const __m256i s1 = dot4(_mm256_sign_epi8(q1, q1), _mm256_sign_epi8(av, q1));
+      acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x0[b].d) * da), _mm256_cvtepi32_ps(s0), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x1[b].d) * da), _mm256_cvtepi32_ps(s1), acc1);
+    }
+    y[r] = hsum_float_8(acc0);
+    if (two) y[r + 1] = hsum_float_8(acc1);
+  }
+}
+
+// ---- Q4_0, repacked-8 order: four rows per pass. Scratch: 8 * sum(a) per block (int32). ----
+
+size_t gemv_q4_0_repack8_scratch(int64_t n_cols) { return static_cast<size_t>(n_cols / QK4_0) * sizeof(int32_t); }
+
+void gemv_q4_0_repack8_prepare(const void* act, int64_t n_cols, void* scratch) {
+  const auto* a = static_cast<const block_q8_0*>(act);
+  auto* s8 = static_cast<int32_t*>(scratch);
+  for (int64_t b = 0; b < n_cols / QK8_0; ++b) {
+    int32_t sum = 0;
+    for (int j = 0; j < QK8_0; ++j) sum += a[b].qs[j];
+    s8[b] = 8 * sum;
+  }
+}
+
+void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const void* act,
+                            const void* scratch, float* y) {
+  const auto* a = static_cast<const block_q8_0*>(act);
+  const auto* s8 = static_cast<const int32_t*>(scratch);
+  const int64_t nb = n_cols / QK4_0;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int64_t r = 0; r < n_rows; r += 4) {
+    const block_q4_0* x[4];
+    for (int k = 0; k < 4; ++k)
+      x[k] = reinterpret_cast<const block_q4_0*>(w + static_cast<size_t>(std::min(r + k, n_rows - 1)) * row_bytes);
+    float acc[4] = {0, 0, 0, 0};
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i av = load256(a[b].qs);
+      const float da = h2f(a[b].d);
+      for (int k = 0; k < 4; ++k) {
+        const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[k][b].qs));
+        const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(p, 4), p), low4);  // weights 0..31
+        const int32_t isum = hsum_i32_8(dot4(q, av)) - s8[b];                                // (q - 8) . a
+        acc[k] = fma1(static_cast<float>(isum), h2f(x[k][b].d) * da, acc[k]);
+      }
+    }
+    for (int k = 0; k < 4 && r + k < n_rows; ++k) y[r + k] = acc[k];
+  }
+}
+
+// ---- Q4_K, repacked-8 order: two rows per pass. Scratch: bsums[2s] + bsums[2s + 1] (int32 x 8). ----
+
+size_t gemv_q4_K_repack8_scratch(int64_t n_cols) { return static_cast<size_t>(n_cols / QK_K) * 8 * sizeof(int32_t); }
+
+void gemv_q4_K_repack8_prepare(const void* act, int64_t n_cols, void* scratch) {
+  const auto* a = static_cast<const block_q8_K*>(act);
+  auto* bp = static_cast<int32_t*>(scratch);
+  for (int64_t b = 0; b < n_cols / QK_K; ++b)
+    for (int s = 0; s < 8; ++s) bp[8 * b + s] = a[b].bsums[2 * s] + a[b].bsums[2 * s + 1];
+}
+
+void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const void* act,
+                            const void* scratch, float* y) {
+  const auto* a = static_cast<const block_q8_K*>(act);
+  const auto* bp = static_cast<const int32_t*>(scratch);
+  const int64_t nb = n_cols / QK_K;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int64_t r = 0; r < n_rows; r += 2) {
+    const block_q4_K* x[2];
+    for (int k = 0; k < 2; ++k)
+      x[k] = reinterpret_cast<const block_q4_K*>(w + static_cast<size_t>(std::min(r + k, n_rows - 1)) * row_bytes);
+    float acc[2] = {0, 0}, acc_min[2] = {0, 0};
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int k = 0; k < 2; ++k) {
+        const uint8_t* q = x[k][b].scales;
+        int32_t sc[8], m[8];
+        for (int j = 0; j < 4; ++j) {  // ggml's get_scale_min_k4
+          sc[j] = q[j] & 63;
+          m[j] = q[j + 4] & 63;
+          sc[j + 4] = (q[j + 8] & 0x0F) | ((q[j] >> 6) << 4);
+          m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+        }
+        __m256i v = _mm256_setzero_si256();
+        for (int g = 0; g < 4; ++g) {
+          const __m256i qs = load256(x[k][b].qs + 32 * g);
+          const __m256i lo = _mm256_and_si256(qs, low4), hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4);
+          const __m256i plo = _mm256_maddubs_epi16(lo, load256(a[b].qs + 64 * g));
+          const __m256i phi = _mm256_maddubs_epi16(hi, load256(a[b].qs + 64 * g + 32));
+          v = _mm256_add_epi32(v, _mm256_madd_epi16(plo, _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g]))));
+          v = _mm256_add_epi32(v, _mm256_madd_epi16(phi, _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g + 1]))));
+        }
+        int32_t imin = 0;
+        for (int s = 0; s < 8; ++s) imin += m[s] * bp[8 * b + s];
+        acc[k] = fma1(static_cast<float>(hsum_i32_8(v)), h2f(x[k][b].d) * a[b].d, acc[k]);
+        acc_min[k] = fma1(static_cast<float>(imin), h2f(x[k][b].dmin) * a[b].d, acc_min[k]);
+      }
+    }
+    for (int k = 0; k < 2 && r + k < n_rows; ++k) y[r + k] = acc[k] - acc_min[k];
+  }
+}
+
+}  // namespace shrink::kernels::avx2
