@@ -116,15 +116,10 @@ struct DynamicRewriter {
   }
 
   Result<bool> rewrite(const onnx::NodeProto& n, const GraphScopes& scopes, onnx::GraphProto* g, std::vector<onnx::NodeProto>* out) {
-    if (n.input_size() < 2) return make_error(node_label(n) + ": has no weight input");
+    SHRINK_ASSIGN(ConstantWeight cw, constant_float_weight(n, 1, scopes));
     const std::string& wname = n.input(1);
-    const TensorProto* t = find_constant(scopes, wname);
-    if (t == nullptr || is_graph_input(scopes, wname))
-      return make_error(node_label(n) + ": weight " + q(wname) + " is not a constant (computed or a graph input)");
-    if (t->data_type() != TensorProto::FLOAT)
-      return make_error(node_label(n) + ": weight " + q(wname) + " is not float32");
-    SHRINK_ASSIGN(std::vector<float> w, tensor_to_f32(*t));
-    std::vector<int64_t> dims(t->dims().begin(), t->dims().end());
+    std::vector<float> w = std::move(cw.values);
+    const std::vector<int64_t> dims = cw.dims;
     const bool is_conv = n.op_type() == "Conv";
     std::string bias;
     std::vector<int64_t> wdims = dims;

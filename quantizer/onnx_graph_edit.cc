@@ -1,9 +1,11 @@
 #include "quantizer/onnx_graph_edit.h"
 
+#include <cmath>
 #include <cstring>
 #include <map>
 
 #include "formats/error_text.h"
+#include "formats/onnx_model.h"
 
 namespace shrink::onnx_edit {
 namespace {
@@ -96,6 +98,26 @@ bool is_graph_input(const GraphScopes& scopes, const std::string& name) {
     for (const auto& i : g->input())
       if (i.name() == name) return true;
   return false;
+}
+
+Result<ConstantWeight> constant_float_weight(const onnx::NodeProto& n, int input, const GraphScopes& scopes) {
+  const std::string label = "node " + quote_untrusted(n.name(), 120) + " (" + n.op_type() + ")";
+  if (n.input_size() <= input || n.input(input).empty()) return make_error(label + ": has no weight input");
+  const std::string& name = n.input(input);
+  const std::string quoted = quote_untrusted(name, 120);
+  const onnx::TensorProto* t = find_constant(scopes, name);
+  if (t == nullptr || is_graph_input(scopes, name))
+    return make_error(label + ": weight " + quoted + " is not a constant (computed or a graph input)");
+  if (t->data_type() != onnx::TensorProto::FLOAT)
+    return make_error(label + ": weight " + quoted + " has data_type " + std::to_string(t->data_type()) + ", not float32");
+  ConstantWeight w;
+  w.tensor = t;
+  w.dims.assign(t->dims().begin(), t->dims().end());
+  SHRINK_ASSIGN(w.values, tensor_to_f32(*t));
+  for (size_t i = 0; i < w.values.size(); ++i)
+    if (!std::isfinite(w.values[i]))
+      return make_error(label + ": weight " + quoted + " holds NaN or Inf (value " + std::to_string(i) + ")");
+  return w;
 }
 
 std::map<std::string, int> count_uses(const onnx::GraphProto& g) {

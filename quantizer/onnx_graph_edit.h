@@ -27,6 +27,16 @@ const onnx::TensorProto* find_constant(const GraphScopes& scopes, const std::str
 // overridden at run time, so it is not a constant).
 bool is_graph_input(const GraphScopes& scopes, const std::string& name);
 
+// The constant float32 weight node `n` reads at input `input`, with its values.
+struct ConstantWeight {
+  const onnx::TensorProto* tensor = nullptr;
+  std::vector<int64_t> dims;
+  std::vector<float> values;  // row-major
+};
+// Fails, naming the node and the tensor, when the input is absent, computed, a graph input (overridable
+// at run time), not float32, or holds NaN/Inf (their codes would be meaningless).
+Result<ConstantWeight> constant_float_weight(const onnx::NodeProto& n, int input, const GraphScopes& scopes);
+
 // How many times each value name is read across the whole model: node inputs in every graph and
 // subgraph, and graph outputs.
 std::map<std::string, int> count_uses(const onnx::GraphProto& g);
