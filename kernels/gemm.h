@@ -1,13 +1,15 @@
 // Matrix products of a weight matrix in its storage type with float activations, as ggml's CPU
 // backend computes ggml_mul_mat: y(n_tokens, n_rows) = x(n_tokens, n_cols) W^T, where W is
 // (n_rows, n_cols) in `type`, row r at w + r * row_bytes. The activations are converted once
-// per call to vec_dot_type(type) (kernels/dot.h), then every (token, row) pair is one dispatched
-// vec_dot. OpenMP threads split the rows.
+// per call to vec_dot_type(type) (kernels/dot.h).
 //
-// n_tokens == 1 (GEMV, generation): memory-bound; each thread streams its share of the rows once.
-// n_tokens > 1 (GEMM, prompt processing / perplexity): rows and tokens are tiled so a tile of
-// weight rows (~16 KB) stays in L1/L2 while a tile of tokens' activations passes over it; every
-// weight byte is read from memory once per token tile instead of once per token.
+// On x86 CPUs with AVX-512 (F, BW, VL, DQ, VNNI) the F32, Q8_0, Q4_0 and Q4_K (n_rows % 8 == 0)
+// products run register-tiled kernels (kernels/gemm_kernels.h) that repeat the float operations
+// of the kernel llama.cpp itself picks for that type and shape on such a CPU (tinyBLAS, the
+// CPU_REPACK GEMM/GEMV, or vec_dot), so every output is bit-identical to ggml_mul_mat there,
+// for any token count. Everything else (other types, other CPUs, SHRINK_FORCE_REF=1) takes one
+// dispatched vec_dot per (token, row) pair: equal to ggml within float-summation bounds, not to
+// the bit. OpenMP threads split the work; the result does not depend on the thread count.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +21,10 @@ namespace shrink::kernels {
 
 // True if gemm() takes weights of `type` (the types with a vec_dot: has_vec_dot()).
 bool can_gemm(TypeId type);
+
+// True if gemm() on this CPU computes bit-for-bit what ggml_mul_mat computes for `type` and
+// n_rows (see above); false means "within float-summation bounds".
+bool gemm_matches_ggml(TypeId type, int64_t n_rows);
 
 // y[t * n_rows + r] = sum_i W[r][i] * x[t * n_cols + i]. n_cols a multiple of the type's block
 // size. x and y must not overlap.
