@@ -1,12 +1,24 @@
 // GEMV bandwidth: one token against a weight matrix of at least 256 MB (far beyond any cache),
 // in GB/s of weight bytes read, next to the machine's memory read bandwidth measured in the same
-// run with the same OpenMP threads (a plain summing pass over a buffer of the same size). The
-// ratio is the figure of merit: a GEMV that keeps up with memory reads every weight byte once at
-// the speed the machine can deliver it.
+// run with the same OpenMP threads. The ratio is the figure of merit: a GEMV that keeps up with
+// memory reads every weight byte once at the speed the machine can deliver it.
 //
-//   bench_gemv [--mb 256] [--cols 4096] [--reps 7]
-// Threads: OMP_NUM_THREADS (default: all cores). Prints one row per type and the read anchor.
+// The read anchor is a best-effort read: 512-bit loads (256-bit without AVX-512) into four
+// independent accumulators, the buffer split in contiguous static ranges across the threads,
+// first touched by the thread that later reads it, on transparent huge pages when the kernel
+// allows them (madvise; the weights get the same treatment), best of --reps. The older anchor, a
+// 64-bit scalar summing pass, is printed beside it: it under-reads on this CPU.
+//
+// Per type, interleaved rep by rep so load changes hit both alike:
+//   gemv      kernels::gemv (kernels/gemv.h) on the converted activation row
+//   gemm n=1  kernels::gemm with one token (what model code calls: conversion + its GEMV path)
+//   per-row   one dispatched vec_dot per row, OpenMP schedule(static, 8): the GEMV before gemv.h
+//
+//   bench_gemv [--mb 256] [--cols 4096] [--reps 7] [--no-hugepages]
+// Threads: OMP_NUM_THREADS (default: all cores).
+#include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,7 +30,9 @@
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/dot.h"
 #include "kernels/gemm.h"
+#include "kernels/gemv.h"
 #include "kernels/kernels.h"
 
 using namespace shrink;
@@ -29,26 +43,95 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Memory read anchor: sum every 64-bit word of `buf` across threads, eight independent
-// accumulators per thread so the adds never limit the loads. Best of `reps`.
-double read_bandwidth_gbs(const std::vector<uint64_t>& buf, int reps, uint64_t* sink) {
-  double best = 1e30;
-  const int64_t n = static_cast<int64_t>(buf.size());
-  for (int r = 0; r < reps; ++r) {
-    const double t0 = now_s();
-    uint64_t total = 0;
-#pragma omp parallel reduction(+ : total)
-    {
-      uint64_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < n; i += 8)
-        for (int k = 0; k < 8; ++k) a[k] += buf[static_cast<size_t>(i + k)];
-      for (uint64_t v : a) total += v;
-    }
-    best = std::min(best, now_s() - t0);
-    *sink += total;
+// A 2 MB-aligned buffer, huge-page advised when asked, first touched by each thread over the
+// contiguous range it reads later (schedule(static) over 4 KB pages).
+struct Buffer {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  Buffer(size_t bytes, bool huge) : size(bytes) {
+    constexpr size_t kAlign = size_t{2} << 20;
+    const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+    data = static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded));
+    if (data == nullptr) std::abort();
+    if (huge) ::madvise(data, rounded, MADV_HUGEPAGE);
+    const int64_t pages = static_cast<int64_t>(rounded / 4096);
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pages; ++p) data[static_cast<size_t>(p) * 4096] = 0;
   }
-  return static_cast<double>(buf.size() * sizeof(uint64_t)) / best / 1e9;
+  ~Buffer() { std::free(data); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
+
+// Best-effort read: each thread sums its contiguous share with wide loads.
+__attribute__((target("avx512f"))) uint64_t read_pass_avx512(const uint8_t* p, size_t bytes) {
+  uint64_t total = 0;
+  const int64_t n = static_cast<int64_t>(bytes / 256);
+#pragma omp parallel reduction(+ : total)
+  {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* q = p + static_cast<size_t>(i) * 256;
+      a0 = _mm512_add_epi64(a0, _mm512_load_si512(q));
+      a1 = _mm512_add_epi64(a1, _mm512_load_si512(q + 64));
+      a2 = _mm512_add_epi64(a2, _mm512_load_si512(q + 128));
+      a3 = _mm512_add_epi64(a3, _mm512_load_si512(q + 192));
+    }
+    total += static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
+  }
+  return total;
+}
+
+__attribute__((target("avx2"))) uint64_t read_pass_avx2(const uint8_t* p, size_t bytes) {
+  uint64_t total = 0;
+  const int64_t n = static_cast<int64_t>(bytes / 128);
+#pragma omp parallel reduction(+ : total)
+  {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const auto* q = reinterpret_cast<const __m256i*>(p + static_cast<size_t>(i) * 128);
+      a0 = _mm256_add_epi64(a0, _mm256_load_si256(q));
+      a1 = _mm256_add_epi64(a1, _mm256_load_si256(q + 1));
+      a2 = _mm256_add_epi64(a2, _mm256_load_si256(q + 2));
+      a3 = _mm256_add_epi64(a3, _mm256_load_si256(q + 3));
+    }
+    alignas(32) uint64_t lanes[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
+    total += lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  }
+  return total;
+}
+
+// The previous anchor: eight 64-bit scalar accumulators per thread.
+uint64_t read_pass_scalar(const uint8_t* p, size_t bytes) {
+  const auto* w = reinterpret_cast<const uint64_t*>(p);
+  const int64_t n = static_cast<int64_t>(bytes / 64);
+  uint64_t total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    uint64_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int k = 0; k < 8; ++k) a[k] += w[static_cast<size_t>(i * 8 + k)];
+    for (uint64_t v : a) total += v;
+  }
+  return total;
+}
+
+// The GEMV before kernels/gemv.h: one dispatched vec_dot per row.
+void per_row_gemv(TypeId t, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols, const void* act, float* y) {
+  const kernels::VecDotFn dot = kernels::dispatched_dot(t)->vec_dot;
+#pragma omp parallel for schedule(static, 8)
+  for (int64_t r = 0; r < rows; ++r) y[r] = dot(cols, w + static_cast<size_t>(r) * row_bytes, act);
+}
+
+template <typename F>
+double seconds(F&& f) {
+  const double t0 = now_s();
+  f();
+  return now_s() - t0;
 }
 
 }  // namespace
@@ -56,28 +139,50 @@ double read_bandwidth_gbs(const std::vector<uint64_t>& buf, int reps, uint64_t* 
 int main(int argc, char** argv) {
   int64_t mb = 256, cols = 4096;
   int reps = 7;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool huge = true;
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--mb") mb = std::atoll(argv[i + 1]);
-    else if (a == "--cols") cols = std::atoll(argv[i + 1]);
-    else if (a == "--reps") reps = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "usage: bench_gemv [--mb MB] [--cols N (multiple of 256)] [--reps R]\n");
+    if (a == "--no-hugepages") {
+      huge = false;
+    } else if (i + 1 < argc && a == "--mb") {
+      mb = std::atoll(argv[++i]);
+    } else if (i + 1 < argc && a == "--cols") {
+      cols = std::atoll(argv[++i]);
+    } else if (i + 1 < argc && a == "--reps") {
+      reps = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr,
+                   "usage: bench_gemv [--mb MB] [--cols N (multiple of 256)] [--reps R] [--no-hugepages]\n"
+                   "  --mb            weight bytes per type and read-anchor size, in MiB (default 256)\n"
+                   "  --cols          columns per row (default 4096)\n"
+                   "  --reps          timed repetitions, best kept (default 7)\n"
+                   "  --no-hugepages  no madvise(MADV_HUGEPAGE) on the anchor and weight buffers\n");
       return 2;
     }
   }
   const size_t bytes = static_cast<size_t>(mb) << 20;
-  std::printf("GEMV, 1 token, weights >= %lld MB, %lld columns, %d threads, kernels: %s, best of %d\n", (long long)mb,
-              (long long)cols, omp_get_max_threads(), kernels::active_isa(), reps);
+  const bool avx512 = kernels::cpu_features().avx512f;
+  std::printf("GEMV, 1 token, weights >= %lld MB, %lld columns, %d threads, kernels: %s, huge pages %s, best of %d\n",
+              (long long)mb, (long long)cols, omp_get_max_threads(), kernels::active_isa(), huge ? "advised" : "off", reps);
 
   uint64_t sink = 0;
-  std::vector<uint64_t> anchor(bytes / sizeof(uint64_t));
-  for (size_t i = 0; i < anchor.size(); ++i) anchor[i] = i * 0x9E3779B97F4A7C15ULL;
-  const double read_gbs = read_bandwidth_gbs(anchor, reps, &sink);
-  std::printf("%-6s %10s %10s %10s %8s\n", "type", "MB", "ms", "GB/s", "vs read");
-  std::printf("%-6s %10.0f %10.2f %10.2f %8s\n", "read", bytes / 1048576.0, bytes / read_gbs / 1e6, read_gbs, "1.00");
-  anchor.clear();
-  anchor.shrink_to_fit();
+  double read_best = 1e30, scalar_best = 1e30;
+  {
+    Buffer anchor(bytes, huge);
+    for (size_t i = 0; i < bytes; i += 8) {
+      const uint64_t v = i * 0x9E3779B97F4A7C15ULL;
+      std::memcpy(anchor.data + i, &v, 8);
+    }
+    for (int r = 0; r < reps; ++r) {
+      read_best = std::min(read_best, seconds([&] { sink += avx512 ? read_pass_avx512(anchor.data, bytes) : read_pass_avx2(anchor.data, bytes); }));
+      scalar_best = std::min(scalar_best, seconds([&] { sink += read_pass_scalar(anchor.data, bytes); }));
+    }
+  }
+  const double read_gbs = static_cast<double>(bytes) / read_best / 1e9;
+  std::printf("read anchor (%s loads): %.2f GB/s; 64-bit scalar read: %.2f GB/s (%.2f of the anchor)\n",
+              avx512 ? "512-bit" : "256-bit", read_gbs, bytes / scalar_best / 1e9, read_best / scalar_best);
+  std::printf("%-6s %8s | %8s %6s | %8s %6s | %8s %6s | %s\n", "type", "MB", "gemv", "/read", "gemm n=1", "/read", "per-row",
+              "/read", "gemv kernel");
 
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -86,29 +191,36 @@ int main(int argc, char** argv) {
 
   for (TypeId t : {TypeId::F16, TypeId::Q8_0, TypeId::Q4_0, TypeId::Q4_K}) {
     const size_t row_bytes = row_size(t, cols);
-    const int64_t rows = static_cast<int64_t>((bytes + row_bytes - 1) / row_bytes);
+    int64_t rows = static_cast<int64_t>((bytes + row_bytes - 1) / row_bytes);
+    rows = (rows + 15) / 16 * 16;  // whole 16-row groups, and rows % 8 == 0 as real Q4 matrices
     // 64 distinct quantized rows, repeated: contents do not change the bytes read.
     constexpr int64_t kDistinct = 64;
     std::vector<float> src(static_cast<size_t>(kDistinct * cols));
     for (float& v : src) v = 0.02f * normal(rng);
     std::vector<uint8_t> base(row_bytes * kDistinct);
     kernels::quantize_rows(t, src.data(), base.data(), kDistinct, cols);
-    std::vector<uint8_t> w(row_bytes * static_cast<size_t>(rows));
+    const size_t w_bytes = row_bytes * static_cast<size_t>(rows);
+    Buffer w(w_bytes, huge);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r)
-      std::memcpy(w.data() + static_cast<size_t>(r) * row_bytes, base.data() + static_cast<size_t>(r % kDistinct) * row_bytes,
+      std::memcpy(w.data + static_cast<size_t>(r) * row_bytes, base.data() + static_cast<size_t>(r % kDistinct) * row_bytes,
                   row_bytes);
+    const TypeId at = kernels::vec_dot_type(t);
+    std::vector<uint8_t> act(row_size(at, cols));
+    kernels::quantize_activation(at, x.data(), act.data(), cols);
     std::vector<float> y(static_cast<size_t>(rows));
-    kernels::gemm(t, w.data(), row_bytes, rows, cols, x.data(), 1, y.data());  // warm-up
-    double best = 1e30;
+    kernels::gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data());  // warm-up
+    double best_gemv = 1e30, best_gemm = 1e30, best_rows = 1e30;
     for (int r = 0; r < reps; ++r) {
-      const double t0 = now_s();
-      kernels::gemm(t, w.data(), row_bytes, rows, cols, x.data(), 1, y.data());
-      best = std::min(best, now_s() - t0);
+      best_gemv = std::min(best_gemv, seconds([&] { kernels::gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data()); }));
+      best_gemm = std::min(best_gemm, seconds([&] { kernels::gemm(t, w.data, row_bytes, rows, cols, x.data(), 1, y.data()); }));
+      best_rows = std::min(best_rows, seconds([&] { per_row_gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data()); }));
     }
-    const double gbs = static_cast<double>(w.size()) / best / 1e9;
-    std::printf("%-6s %10.0f %10.2f %10.2f %8.2f   (%s)\n", std::string(type_name(t)).c_str(), w.size() / 1048576.0, best * 1e3, gbs,
-                gbs / read_gbs, kernels::isa_name(kernels::dispatched_dot(t)->isa));
+    auto gbs = [&](double s) { return static_cast<double>(w_bytes) / s / 1e9; };
+    const kernels::GemvVariant* v = kernels::dispatched_gemv(t, kernels::gemv_order(t, rows));
+    std::printf("%-6s %8.0f | %8.2f %6.2f | %8.2f %6.2f | %8.2f %6.2f | %s\n", std::string(type_name(t)).c_str(),
+                w_bytes / 1048576.0, gbs(best_gemv), gbs(best_gemv) / read_gbs, gbs(best_gemm), gbs(best_gemm) / read_gbs,
+                gbs(best_rows), gbs(best_rows) / read_gbs, v ? kernels::isa_name(v->isa) : "vec_dot per row");
     sink += static_cast<uint64_t>(y[0] != 0.0f);
   }
   if (sink == 42) std::printf("\n");  // keeps the anchor sums alive

@@ -44,18 +44,16 @@ inline __m512 low_halves_to_float(__m512i v) { return _mm512_cvtph_ps(_mm512_cvt
 
 inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
-// Reduce-transpose of 16 rows: in[r] holds row r's int32 partial sums, four per 128-bit lane j;
-// out[j] lane r = the sum of row r's four partials in 128-bit lane j.
-inline void reduce_transpose16(const __m512i* in, __m512i* out) {
-  __m512i s[8], t[4];
-  for (int k = 0; k < 8; ++k) {  // [a0+a2, b0+b2, a1+a3, b1+b3] per 128-bit lane
-    const __m512i a = in[2 * k], b = in[2 * k + 1];
-    s[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-  }
-  for (int k = 0; k < 4; ++k) {  // [A, B, C, D] row totals per 128-bit lane
-    const __m512i a = s[2 * k], b = s[2 * k + 1];
-    t[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
-  }
+// Reduce-transpose of 16 rows, four at a time (so few registers stay live): quad_sums of rows
+// 4q..4q+3, each holding four int32 partial sums per 128-bit lane j, gives per lane j the four
+// row totals [A, B, C, D]; transpose_quads then makes out[j] lane r = row r's total in lane j.
+inline __m512i quad_sums(__m512i a, __m512i b, __m512i c, __m512i d) {
+  // [a0+a2, b0+b2, a1+a3, b1+b3] per 128-bit lane, then the two halves added.
+  const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+  const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+}
+inline void transpose_quads(const __m512i* t, __m512i* out) {
   // 4 x 4 transpose of 128-bit lanes: out[j] = [t0.j, t1.j, t2.j, t3.j].
   const __m512i u0 = _mm512_shuffle_i64x2(t[0], t[1], 0x44), u1 = _mm512_shuffle_i64x2(t[0], t[1], 0xEE);
   const __m512i u2 = _mm512_shuffle_i64x2(t[2], t[3], 0x44), u3 = _mm512_shuffle_i64x2(t[2], t[3], 0xEE);
@@ -282,10 +280,20 @@ void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
   const auto* s = static_cast<const uint8_t*>(scratch);
   const auto* da = reinterpret_cast<const float*>(s + ng * kQ4GroupBytes);
   const __m512i perm = q4_0_gather_index(), low4 = _mm512_set1_epi8(0x0F);
+  // d_pick: word 4s + j <- word 9j (the scale of block j in a four-block run), for every slot s.
+  // d_block[j]: word i <- word 4i + j of scales[0] (i < 8) or 4(i - 8) + j of scales[1].
+  alignas(64) int16_t pick[32], sel[4][32];
+  for (int i = 0; i < 32; ++i) pick[i] = static_cast<int16_t>(9 * (i % 4));
+  for (int j = 0; j < 4; ++j)
+    for (int i = 0; i < 32; ++i) sel[j][i] = static_cast<int16_t>(i < 8 ? 4 * i + j : i < 16 ? 32 + 4 * (i - 8) + j : 0);
+  const __m512i d_pick = _mm512_load_si512(pick);
+  const __m512i d_block[4] = {_mm512_load_si512(sel[0]), _mm512_load_si512(sel[1]), _mm512_load_si512(sel[2]),
+                              _mm512_load_si512(sel[3])};
   for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
     const int64_t nr = std::min<int64_t>(16, n_rows - r0);
     const uint8_t* rows[16];
     const __m512i offs = row_offsets16(row_bytes, nr, rows, w + static_cast<size_t>(r0) * row_bytes);
+    (void)offs;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; ++g) {
       const int64_t m = std::min<int64_t>(4, nb - 4 * g);  // blocks in this group
@@ -296,22 +304,34 @@ void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
       const int64_t valid = m * static_cast<int64_t>(sizeof(block_q4_0));
       const __mmask64 k0 = valid >= 64 ? ~__mmask64{0} : ((__mmask64{1} << valid) - 1);
       const __mmask64 k1 = valid - 8 >= 64 ? ~__mmask64{0} : (valid > 8 ? ((__mmask64{1} << (valid - 8)) - 1) : 0);
-      __m512i part[16];
-      for (int r = 0; r < 16; ++r) {
-        const uint8_t* q = rows[r] + at;
-        const __m512i l0 = m == 4 ? load512(q) : _mm512_maskz_loadu_epi8(k0, q);
-        const __m512i l1 = m == 4 ? load512(q + 8) : _mm512_maskz_loadu_epi8(k1, q + 8);
-        const __m512i packed = _mm512_permutex2var_epi16(l0, perm, l1);
-        const __m512i lo = _mm512_and_si512(packed, low4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
-        part[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo, alo), hi, ahi);
+      __m512i quad[4];
+      // The four block scales of row r (words 0, 9, 18, 27 of its first load) go to words
+      // 4 (r % 8) .. +3 of scales[r / 8]: one merge-masked word permute per row, no gather.
+      __m512i scales[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 4
+      for (int qd = 0; qd < 4; ++qd) {
+        __m512i part[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const int r = 4 * qd + i;
+          const uint8_t* q = rows[r] + at;
+          const __m512i l0 = m == 4 ? load512(q) : _mm512_maskz_loadu_epi8(k0, q);
+          const __m512i l1 = m == 4 ? load512(q + 8) : _mm512_maskz_loadu_epi8(k1, q + 8);
+          scales[r / 8] = _mm512_mask_permutexvar_epi16(scales[r / 8], __mmask32{0xF} << (4 * (r % 8)), d_pick, l0);
+          const __m512i packed = _mm512_permutex2var_epi16(l0, perm, l1);
+          const __m512i lo = _mm512_and_si512(packed, low4);
+          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
+          part[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo, alo), hi, ahi);
+        }
+        quad[qd] = quad_sums(part[0], part[1], part[2], part[3]);
       }
       __m512i isum[4];
-      reduce_transpose16(part, isum);
+      transpose_quads(quad, isum);
+#pragma GCC unroll 4
       for (int j = 0; j < m; ++j) {
         const int64_t b = 4 * g + j;
-        const __m512i h = _mm512_i32gather_epi32(offs, w + static_cast<size_t>(r0) * row_bytes + b * sizeof(block_q4_0), 1);
-        const __m512 d = _mm512_mul_ps(low_halves_to_float(h), _mm512_set1_ps(da[b]));
+        const __m512i h = _mm512_permutex2var_epi16(scales[0], d_block[j], scales[1]);  // rows 0..15, block j
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_set1_ps(da[b]));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), d, acc);
       }
     }
@@ -389,7 +409,8 @@ void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
       float d_a;
       std::memcpy(&d_a, sb + 288, sizeof d_a);
       const size_t at = static_cast<size_t>(b) * sizeof(block_q4_K);
-      __m512i part[16];
+      __m512i quad[4], part[4];
+#pragma GCC unroll 16
       for (int r = 0; r < 16; ++r) {
         const uint8_t* blk = rows[r] + at;
         const __m256i sm = q4_K_scales_mins(blk + 4);
@@ -398,16 +419,18 @@ void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
         const __m512i q0 = _mm512_and_si512(l0, low4), q1 = _mm512_and_si512(_mm512_srli_epi16(l0, 4), low4);
         const __m512i q2 = _mm512_and_si512(l1, low4), q3 = _mm512_and_si512(_mm512_srli_epi16(l1, 4), low4);
         // |products| <= 2 * 15 * 128 per int16 pair: vpmaddubsw never saturates here.
+        // vpdpwssd: scale x (pair sums), accumulated in int32.
         __m512i v = _mm512_madd_epi16(_mm512_maddubs_epi16(q0, a0), _mm512_permutexvar_epi16(sel[0], sm512));
-        v = _mm512_add_epi32(v, _mm512_madd_epi16(_mm512_maddubs_epi16(q1, a1), _mm512_permutexvar_epi16(sel[1], sm512)));
-        v = _mm512_add_epi32(v, _mm512_madd_epi16(_mm512_maddubs_epi16(q2, a2), _mm512_permutexvar_epi16(sel[2], sm512)));
-        v = _mm512_add_epi32(v, _mm512_madd_epi16(_mm512_maddubs_epi16(q3, a3), _mm512_permutexvar_epi16(sel[3], sm512)));
+        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q1, a1), _mm512_permutexvar_epi16(sel[1], sm512));
+        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q2, a2), _mm512_permutexvar_epi16(sel[2], sm512));
+        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q3, a3), _mm512_permutexvar_epi16(sel[3], sm512));
         // 128-bit lanes 0, 1: scaled sums; 2: zero; 3: the mins times the pair sums.
         const __m256i v8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-        part[r] = _mm512_inserti64x4(_mm512_castsi256_si512(v8), _mm256_madd_epi16(sm, bp), 1);
+        part[r % 4] = _mm512_inserti64x4(_mm512_castsi256_si512(v8), _mm256_madd_epi16(sm, bp), 1);
+        if (r % 4 == 3) quad[r / 4] = quad_sums(part[0], part[1], part[2], part[3]);
       }
       __m512i t[4];
-      reduce_transpose16(part, t);
+      transpose_quads(quad, t);
       const __m512i isum = _mm512_add_epi32(t[0], t[1]);
       const __m512i h = _mm512_i32gather_epi32(offs, base + at, 1);  // d | dmin << 16
       const __m512 dav = _mm512_set1_ps(d_a);
