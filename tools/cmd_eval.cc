@@ -9,9 +9,7 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "eval/kld_eval.h"
 #include "eval/perplexity.h"
@@ -19,59 +17,22 @@
 #include "kernels/kernels.h"
 #include "model/llama_model.h"
 #include "model/model_source.h"
-#include "model/tokenizer.h"
 #include "tools/cmd_eval_onnx.h"
 #include "tools/cli.h"
+#include "tools/token_source.h"
 
 namespace shrink::cli {
 namespace {
 
 struct Args {
-  std::string input, tokenizer, text, tokens;
+  TokenSourceArgs in;  // --text/--tokens/--tokenizer/--ctx/--chunks/--threads/--kv-type
+  std::string input;
   std::string save_logits, kl_divergence, base, base_tokenizer;
-  int64_t ctx = 512;
   bool ctx_given = false;
-  int64_t chunks = -1;
-  int threads = 0;
-  std::string kv_type = "f16";
   bool json = false;
   bool logprobs = false;
   bool per_tensor = false;
 };
-
-Result<std::vector<int32_t>> read_tokens(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return make_error(path + ": cannot open");
-  std::ostringstream s;
-  s << f.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(s.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_array()) return make_error(path + ": expected a JSON array of token ids");
-  std::vector<int32_t> ids;
-  ids.reserve(j.size());
-  for (size_t i = 0; i < j.size(); ++i) {
-    if (!j[i].is_number_integer() || j[i].get<int64_t>() < 0 || j[i].get<int64_t>() > INT32_MAX)
-      return make_error(path + ": element " + std::to_string(i) + " is not a token id (a non-negative integer)");
-    ids.push_back(static_cast<int32_t>(j[i].get<int64_t>()));
-  }
-  return ids;
-}
-
-// The text as llama-perplexity reads -f: one trailing newline dropped, tokenized with the
-// model's own tokenizer, BOS first when the vocabulary adds one, special texts not parsed.
-Result<std::vector<int32_t>> tokenize_file(const std::string& path, const ModelSource& model) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(path + ": cannot open the text file");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!text.empty() && text.back() == '\n') text.pop_back();
-  TokenizerOptions to;
-  to.model_name = model.config.name;
-  SHRINK_ASSIGN(Tokenizer tok, Tokenizer::from_vocab(model.vocab, to));
-  return tok.encode(text, /*add_special=*/true, /*parse_special=*/false);
-}
-
-Result<std::vector<int32_t>> input_tokens(const Args& a, const ModelSource& source) {
-  return a.tokens.empty() ? tokenize_file(a.text, source) : read_tokens(a.tokens);
-}
 
 // A model opened and loaded for inference, warnings printed.
 struct Loaded {
@@ -89,18 +50,18 @@ Result<Loaded> load(const std::string& path, const std::string& tokenizer) {
 
 PerplexityOptions chunk_options(const Args& a, const LlamaModel& model) {
   PerplexityOptions po;
-  po.n_ctx = a.ctx;
-  po.max_chunks = a.chunks;
-  po.add_bos = model.vocab.add_bos.value_or(model.vocab.model == "llama") && model.vocab.bos_id.has_value();
+  po.n_ctx = a.in.ctx;
+  po.max_chunks = a.in.chunks;
+  po.add_bos = adds_bos(model.vocab);
   po.bos_id = static_cast<int32_t>(model.vocab.bos_id.value_or(-1));
-  po.kv_type = a.kv_type == "f16" ? KvCacheType::F16 : KvCacheType::F32;
+  po.kv_type = a.in.kv_type == "f16" ? KvCacheType::F16 : KvCacheType::F32;  // checked in run()
   return po;
 }
 
 int run_perplexity(const Args& a) {
-  auto m = load(a.input, a.tokenizer);
+  auto m = load(a.input, a.in.tokenizer);
   if (!m.ok()) return fail(m.error());
-  auto tokens = input_tokens(a, m->source);
+  auto tokens = load_tokens(a.in, m->source);
   if (!tokens.ok()) return fail(tokens.error());
   PerplexityOptions po = chunk_options(a, m->model);
   po.keep_logprobs = a.logprobs;
@@ -128,7 +89,7 @@ int run_perplexity(const Args& a) {
                         {"seconds", r->seconds},
                         {"tokens_per_second", r->tokens_per_second},
                         {"threads", threads},
-                        {"kv_type", a.kv_type},
+                        {"kv_type", a.in.kv_type},
                         {"isa", kernels::active_isa()},
                         {"weight_bytes", m->model.weight_bytes()}};
     if (a.logprobs) j["logprobs"] = r->logprobs;
@@ -143,9 +104,9 @@ int run_perplexity(const Args& a) {
 }
 
 int run_save_logits(const Args& a) {
-  auto m = load(a.input, a.tokenizer);
+  auto m = load(a.input, a.in.tokenizer);
   if (!m.ok()) return fail(m.error());
-  auto tokens = input_tokens(a, m->source);
+  auto tokens = load_tokens(a.in, m->source);
   if (!tokens.ok()) return fail(tokens.error());
   auto r = save_base_logits(m->model, *tokens, chunk_options(a, m->model), a.save_logits);
   if (!r.ok()) return fail(r.error());
@@ -197,7 +158,7 @@ void print_kld_json(const Args& a, const KldRun& r) {
                       {"same_top", s.same_top},
                       {"same_top_error", s.same_top_error},
                       {"seconds", r.seconds},
-                      {"kv_type", a.kv_type}};
+                      {"kv_type", a.in.kv_type}};
   std::printf("%s\n", j.dump().c_str());
 }
 
@@ -239,17 +200,17 @@ int run_kld_file(const Args& a) {
   auto base = LogitsFile::open(a.kl_divergence);
   if (!base.ok()) return fail(base.error());
   const LogitsFileHeader& h = base->header();
-  if (a.ctx_given && a.ctx != h.n_ctx)
+  if (a.ctx_given && a.in.ctx != h.n_ctx)
     return fail(a.kl_divergence + ": the base logits were computed with a context of " + std::to_string(h.n_ctx) +
-                ", not the --ctx " + std::to_string(a.ctx) + " given");
-  auto m = load(a.input, a.tokenizer);
+                ", not the --ctx " + std::to_string(a.in.ctx) + " given");
+  auto m = load(a.input, a.in.tokenizer);
   if (!m.ok()) return fail(m.error());
   // A text given as well must be the one the base was computed on.
-  if (!a.text.empty() || !a.tokens.empty()) {
-    auto tokens = input_tokens(a, m->source);
+  if (!a.in.text.empty() || !a.in.tokens.empty()) {
+    auto tokens = load_tokens(a.in, m->source);
     if (!tokens.ok()) return fail(tokens.error());
     const std::vector<int32_t>& stored = base->tokens();
-    const std::string given = a.text.empty() ? a.tokens : a.text;
+    const std::string given = a.in.text.empty() ? a.in.tokens : a.in.text;
     if (tokens->size() < stored.size())
       return fail(a.kl_divergence + ": the base logits cover " + std::to_string(stored.size()) + " tokens but " + given +
                   " has only " + std::to_string(tokens->size()) + ": not the text the base was computed on");
@@ -260,7 +221,7 @@ int run_kld_file(const Args& a) {
                     ": not the text the base was computed on");
   }
   Args fa = a;
-  fa.ctx = h.n_ctx;
+  fa.in.ctx = h.n_ctx;
   auto r = kl_divergence_from_file(m->model, *base, chunk_options(fa, m->model));
   if (!r.ok()) return fail(r.error());
   if (a.json)
@@ -271,12 +232,12 @@ int run_kld_file(const Args& a) {
 }
 
 int run_kld_base(const Args& a) {
-  auto base = load(a.base, a.base_tokenizer.empty() ? a.tokenizer : a.base_tokenizer);
+  auto base = load(a.base, a.base_tokenizer.empty() ? a.in.tokenizer : a.base_tokenizer);
   if (!base.ok()) return fail(base.error());
-  auto m = load(a.input, a.tokenizer);
+  auto m = load(a.input, a.in.tokenizer);
   if (!m.ok()) return fail(m.error());
   if (Status s = check_same_vocabulary(m->model, a.input, base->model, a.base); !s.ok()) return fail(s.error());
-  auto tokens = input_tokens(a, base->source);  // tokenized by the reference, as llama-perplexity saves a base
+  auto tokens = load_tokens(a.in, base->source);  // tokenized by the reference, as llama-perplexity saves a base
   if (!tokens.ok()) return fail(tokens.error());
   auto r = kl_divergence_with_base(m->model, base->model, *tokens, chunk_options(a, base->model));
   if (!r.ok()) return fail(r.error());
@@ -289,8 +250,8 @@ int run_kld_base(const Args& a) {
 
 int run_per_tensor(const Args& a) {
   OpenOptions qo, so;
-  qo.tokenizer = a.tokenizer;
-  so.tokenizer = a.base_tokenizer.empty() ? a.tokenizer : a.base_tokenizer;
+  qo.tokenizer = a.in.tokenizer;
+  so.tokenizer = a.base_tokenizer.empty() ? a.in.tokenizer : a.base_tokenizer;
   auto q = open_model(a.input, qo);
   if (!q.ok()) return fail(q.error());
   auto s = open_model(a.base, so);
@@ -345,17 +306,17 @@ int run_per_tensor(const Args& a) {
 
 int run(const Args& a) {
   if (is_onnx_eval(a.input)) return run_eval_onnx(a.input, a.json);
-  if (a.kv_type != "f16" && a.kv_type != "f32") return fail("--kv-type must be f16 or f32, got \"" + a.kv_type + "\"");
-  if (a.threads > 0) omp_set_num_threads(a.threads);
+  if (auto kv = kv_cache_type(a.in.kv_type); !kv.ok()) return fail(kv.error());
+  if (a.in.threads > 0) omp_set_num_threads(a.in.threads);
   const int modes = !a.save_logits.empty() + !a.kl_divergence.empty() + (!a.base.empty() && !a.per_tensor);
   if (modes > 1) return fail("give at most one of --save-logits, --kl-divergence and --base");
   if (a.per_tensor) {
     if (a.base.empty()) return fail("--per-tensor needs --base SOURCE_MODEL (the weights the model was quantized from)");
     return run_per_tensor(a);
   }
-  if (!a.text.empty() && !a.tokens.empty()) return fail("give at most one of --text and --tokens");
+  if (!a.in.text.empty() && !a.in.tokens.empty()) return fail("give at most one of --text and --tokens");
   if (!a.kl_divergence.empty()) return run_kld_file(a);
-  if (a.text.empty() && a.tokens.empty()) return fail("give one of --text and --tokens");
+  if (a.in.text.empty() && a.in.tokens.empty()) return fail("give one of --text and --tokens");
   if (a.logprobs && (!a.save_logits.empty() || !a.base.empty()))
     return fail("--logprobs is for perplexity runs only");
   if (!a.save_logits.empty()) return run_save_logits(a);
@@ -370,13 +331,8 @@ void add_eval(CLI::App& root, std::vector<Command>& commands) {
   CLI::App* sub = root.add_subcommand(
       "eval", "perplexity and KL divergence of a model on a text, as llama-perplexity computes them; per-tensor weight error");
   sub->add_option("input", a.input, "model: .gguf, Hugging Face folder, .safetensors, or llama2.c .bin")->required();
-  sub->add_option("--tokens", a.tokens, "JSON array of token ids (BOS first when the model adds one)");
-  sub->add_option("--text", a.text, "text file to tokenize with the model's tokenizer");
-  sub->add_option("--tokenizer", a.tokenizer, "llama2.c inputs: the tok*.bin or SentencePiece .model vocabulary");
-  CLI::Option* ctx = sub->add_option("--ctx", a.ctx, "tokens per chunk; the second half of each is scored")->capture_default_str();
-  sub->add_option("--chunks", a.chunks, "evaluate at most this many chunks (default: all)");
-  sub->add_option("--threads", a.threads, "OpenMP threads (default: all cores)");
-  sub->add_option("--kv-type", a.kv_type, "KV cache precision: f16 (llama.cpp's default) or f32")->capture_default_str();
+  CLI::Option* ctx = add_token_source_options(
+      sub, a.in, {"tokens per chunk; the second half of each is scored", "evaluate at most this many chunks (default: all)"});
   sub->add_flag("--json", a.json, "print one JSON object");
   sub->add_flag("--logprobs", a.logprobs, "with --json: per chunk, log p(next token) at every position");
   sub->add_option("--save-logits", a.save_logits,
