@@ -272,6 +272,7 @@ const OpTable& op_table() {
     onnx_ops::add_nn_ops(t);
     onnx_ops::add_quant_ops(t);
     onnx_ops::add_rnn_ops(t);
+    onnx_ops::add_contrib_ops(t);
     return t;
   }();
   return table;

@@ -228,6 +228,10 @@ Status conv_integer(OpContext& c) {
 // com.microsoft.MatMulNBits: Y = A @ dequant(B)^T (+ bias). B is (N, k_blocks, blob) uint8 with
 // `bits`-bit values packed low bits first; scales (N * k_blocks); zero points either packed uint8
 // (N, ceil(k_blocks * bits / 8)) or float like the scales; default zero point 2^(bits-1).
+// accuracy_level is ignored: the product is always F32 activations times the dequantized weights, which
+// is what ONNX Runtime computes at levels 0 (unset) and 1; at 4 it quantizes A to int8 per block first,
+// so its results differ from these by that rounding. g_idx (act-order) is refused. Float zero points are
+// refused with bits 8: ONNX Runtime 1.30 computes them for bits 2 and 4 only, so nothing checks them.
 Status matmul_nbits(OpContext& c) {
   const OnnxTensor* A = c.input(0);
   const OnnxTensor* B = c.input(1);
@@ -248,6 +252,7 @@ Status matmul_nbits(OpContext& c) {
   const int64_t per_byte = 8 / bits, mask = (1 << bits) - 1;
   const int64_t zp_row = (kb * bits + 7) / 8;
   if (Z && Z->is_float() && Z->numel() != N * kb) return c.fail("float zero points must match the scales");
+  if (Z && Z->is_float() && bits == 8) return c.fail("float zero points with bits=8 are not supported");
   if (Z && !Z->is_float() && Z->numel() != N * zp_row) return c.fail("packed zero points must be (N, ceil(k_blocks*bits/8))");
   if (bias && bias->numel() != N) return c.fail("bias must hold N values");
   using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

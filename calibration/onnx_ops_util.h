@@ -39,6 +39,7 @@ void add_shape_ops(OpTable& t);        // onnx_ops_shape.cc
 void add_nn_ops(OpTable& t);           // onnx_ops_nn.cc
 void add_quant_ops(OpTable& t);        // onnx_ops_quant.cc
 void add_rnn_ops(OpTable& t);          // onnx_ops_rnn.cc (LSTM, If)
+void add_contrib_ops(OpTable& t);      // onnx_ops_contrib.cc (com.microsoft.GatherBlockQuantized)
 
 // ---- attributes ----
 const onnx::AttributeProto* find_attr(const onnx::NodeProto& n, const std::string& name);

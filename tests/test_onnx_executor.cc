@@ -14,6 +14,7 @@
 
 #include "calibration/onnx_executor.h"
 #include "formats/onnx_model.h"
+#include "quantizer/onnx_graph_edit.h"
 #include "tests/onnx_ort.h"
 #include "tests/test_support.h"
 
@@ -355,4 +356,225 @@ TEST_CASE("executor refuses what it does not implement, naming the node", "[exec
   REQUIRE(!out.ok());
   CHECK(out.error().message.find("conv3d") != std::string::npos);
   CHECK(out.error().message.find("3-D") != std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The weight-only 4/8-bit forms ONNX Runtime's contrib ops and opset 21 define, on small generated
+// models whose shapes break the block tails (K or the quantized axis not a multiple of the block, odd
+// row counts), all nodes in one model so ONNX Runtime starts once. Codes and zero points are random
+// bytes (every code value occurs); scales are random, a few zero.
+namespace {
+
+namespace oe = shrink::onnx_edit;
+
+struct ContribModel {
+  onnx::ModelProto model;
+  std::map<std::string, OnnxTensor> inputs;
+  std::vector<std::string> matmul_outputs, exact_outputs;  // float-sum results vs single-multiply results
+  std::mt19937 rng;
+
+  explicit ContribModel(uint32_t seed) : rng(seed) {
+    model.set_ir_version(10);
+    model.add_opset_import()->set_version(21);
+    auto* ms = model.add_opset_import();
+    ms->set_domain("com.microsoft");
+    ms->set_version(1);
+    model.mutable_graph()->set_name("contrib");
+  }
+  onnx::GraphProto* g() { return model.mutable_graph(); }
+
+  std::vector<uint8_t> random_bytes(int64_t n) {
+    std::vector<uint8_t> b(static_cast<size_t>(n));
+    for (auto& x : b) x = static_cast<uint8_t>(rng() & 0xff);
+    return b;
+  }
+  std::vector<float> random_scales(int64_t n) {
+    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+    std::vector<float> s(static_cast<size_t>(n));
+    for (auto& x : s) x = (rng() % 17 == 0) ? 0.0f : u(rng);
+    return s;
+  }
+  void add_input(const std::string& name, OnnxTensor t) {
+    auto* v = g()->add_input();
+    v->set_name(name);
+    auto* tt = v->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(t.type);
+    for (int64_t d : t.shape) tt->mutable_shape()->add_dim()->set_dim_value(d);
+    inputs[name] = std::move(t);
+  }
+  void add_output(const std::string& name, bool exact) {
+    auto* v = g()->add_output();
+    v->set_name(name);
+    v->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    (exact ? exact_outputs : matmul_outputs).push_back(name);
+  }
+
+  // MatMulNBits: A (a_dims..., K) input, B (N, k_blocks, blob), scales (N * k_blocks); zero points
+  // none / packed uint8 (N, ceil(k_blocks * bits / 8)) / float (N * k_blocks); optional bias (N).
+  void matmul_nbits(const std::string& tag, std::vector<int64_t> a_dims, int64_t K, int64_t N, int64_t bits,
+                    int64_t block, int zp_mode, bool bias) {
+    const int64_t kb = (K + block - 1) / block, blob = block * bits / 8;
+    const std::vector<uint8_t> b = random_bytes(N * kb * blob);
+    *g()->add_initializer() = oe::make_tensor(tag + "_B", onnx::TensorProto::UINT8, {N, kb, blob}, b.data(), b.size());
+    *g()->add_initializer() = oe::make_f32_tensor(tag + "_S", {N * kb}, random_scales(N * kb));
+    std::vector<std::string> in = {tag + "_A", tag + "_B", tag + "_S"};
+    if (zp_mode == 1) {
+      const int64_t zr = (kb * bits + 7) / 8;
+      const std::vector<uint8_t> z = random_bytes(N * zr);
+      *g()->add_initializer() = oe::make_tensor(tag + "_Z", onnx::TensorProto::UINT8, {N * zr}, z.data(), z.size());
+      in.push_back(tag + "_Z");
+    } else if (zp_mode == 2) {
+      std::vector<float> z(static_cast<size_t>(N * kb));
+      for (auto& x : z) x = static_cast<float>(rng() % (1u << bits)) + 0.25f;
+      *g()->add_initializer() = oe::make_f32_tensor(tag + "_Z", {N * kb}, z);
+      in.push_back(tag + "_Z");
+    }
+    if (bias) {
+      while (in.size() < 5) in.push_back("");
+      *g()->add_initializer() = oe::make_f32_tensor(tag + "_bias", {N}, random_scales(N));
+      in.push_back(tag + "_bias");
+    }
+    onnx::NodeProto n = oe::make_node("MatMulNBits", in, {tag}, tag, "com.microsoft");
+    oe::set_attr(&n, "K", K);
+    oe::set_attr(&n, "N", N);
+    oe::set_attr(&n, "bits", bits);
+    oe::set_attr(&n, "block_size", block);
+    *g()->add_node() = n;
+    a_dims.push_back(K);
+    add_input(tag + "_A", uniform(a_dims, rng, -1, 1));
+    add_output(tag, false);
+  }
+
+  // GatherBlockQuantized over data of `type` with logical shape `dims`; `idx` int32/int64 indices input.
+  void gather_bq(const std::string& tag, int32_t type, std::vector<int64_t> dims, int64_t gather_axis, int64_t quantize_axis,
+                 int64_t block, int64_t bits, bool zp, int32_t idx_type, std::vector<int64_t> idx_dims,
+                 std::vector<int64_t> idx_values) {
+    const bool packed = type == onnx::TensorProto::UINT8;
+    const int64_t n = shape_count(dims);
+    std::vector<int64_t> stored = dims;
+    if (packed) stored.back() = dims.back() * bits / 8;
+    const std::vector<uint8_t> data = random_bytes(packed ? n * bits / 8 : (n + 1) / 2);
+    *g()->add_initializer() = oe::make_tensor(tag + "_data", type, stored, data.data(), data.size());
+    std::vector<int64_t> sdims = dims;
+    sdims[quantize_axis] = (dims[quantize_axis] + block - 1) / block;
+    *g()->add_initializer() = oe::make_f32_tensor(tag + "_scales", sdims, random_scales(shape_count(sdims)));
+    std::vector<std::string> in = {tag + "_data", tag + "_idx", tag + "_scales"};
+    if (zp) {
+      std::vector<int64_t> zdims = sdims;
+      if (packed) zdims.back() = (sdims.back() * bits + 7) / 8;
+      const int64_t zn = shape_count(zdims);
+      const std::vector<uint8_t> z = random_bytes(packed ? zn : (zn + 1) / 2);
+      *g()->add_initializer() = oe::make_tensor(tag + "_zp", type, zdims, z.data(), z.size());
+      in.push_back(tag + "_zp");
+    }
+    onnx::NodeProto node = oe::make_node("GatherBlockQuantized", in, {tag}, tag, "com.microsoft");
+    oe::set_attr(&node, "gather_axis", gather_axis);
+    oe::set_attr(&node, "quantize_axis", quantize_axis);
+    oe::set_attr(&node, "block_size", block);
+    oe::set_attr(&node, "bits", bits);
+    *g()->add_node() = node;
+    add_input(tag + "_idx", OnnxTensor::ints(idx_type, idx_dims, idx_values));
+    add_output(tag, true);
+  }
+
+  // DequantizeLinear-21 of an int4/uint4 initializer with block_size along `axis`; the scale is a graph
+  // input (so ONNX Runtime cannot fold the node away at load time).
+  void dequantize_blocked(const std::string& tag, int32_t type, std::vector<int64_t> dims, int64_t axis, int64_t block,
+                          bool zp) {
+    const int64_t n = shape_count(dims);
+    const std::vector<uint8_t> x = random_bytes((n + 1) / 2);
+    *g()->add_initializer() = oe::make_tensor(tag + "_x", type, dims, x.data(), x.size());
+    std::vector<int64_t> sdims = dims;
+    sdims[axis] = (dims[axis] + block - 1) / block;
+    std::vector<std::string> in = {tag + "_x", tag + "_scale"};
+    if (zp) {
+      const int64_t zn = shape_count(sdims);
+      const std::vector<uint8_t> z = random_bytes((zn + 1) / 2);
+      *g()->add_initializer() = oe::make_tensor(tag + "_zp", type, sdims, z.data(), z.size());
+      in.push_back(tag + "_zp");
+    }
+    onnx::NodeProto node = oe::make_node("DequantizeLinear", in, {tag}, tag);
+    oe::set_attr(&node, "axis", axis);
+    oe::set_attr(&node, "block_size", block);
+    *g()->add_node() = node;
+    add_input(tag + "_scale", OnnxTensor::floats(sdims, random_scales(shape_count(sdims))));
+    add_output(tag, true);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("executor's MatMulNBits, GatherBlockQuantized and blocked int4 DequantizeLinear equal ONNX Runtime's",
+          "[data][ort][contrib]") {
+  test::require_ort();
+  const uint32_t seed = test::seed();
+  INFO("rerun with --rng-seed " << seed);
+  ContribModel cm(seed);
+  constexpr int32_t kU8 = onnx::TensorProto::UINT8, kI64 = onnx::TensorProto::INT64, kI32 = onnx::TensorProto::INT32;
+  constexpr int32_t kUint4 = 21, kInt4 = 22;
+  // MatMulNBits (tag, A dims without K, K, N, bits, block, zero points 0 none / 1 packed / 2 float, bias).
+  cm.matmul_nbits("mm4_b16", {3}, 80, 24, 4, 16, 0, true);
+  cm.matmul_nbits("mm4_b32_tail", {3}, 80, 7, 4, 32, 1, false);     // K = 2.5 blocks, odd N
+  cm.matmul_nbits("mm4_b64_fzp", {2, 3}, 100, 9, 4, 64, 2, false);  // rank-3 A, float zero points
+  cm.matmul_nbits("mm4_b128", {1}, 130, 5, 4, 128, 1, true);        // one value in the last block
+  cm.matmul_nbits("mm4_b256", {2}, 300, 5, 4, 256, 1, true);
+  cm.matmul_nbits("mm8_b16", {3}, 40, 3, 8, 16, 0, false);
+  cm.matmul_nbits("mm8_b32_tail", {3}, 72, 11, 8, 32, 1, true);
+  cm.matmul_nbits("mm8_b128", {2}, 50, 6, 8, 128, 1, false);  // (float zero points with bits 8: ORT 1.30 refuses)
+  cm.matmul_nbits("mm2_b16", {3}, 48, 5, 2, 16, 1, false);
+  cm.matmul_nbits("mm2_b32_tail", {2}, 33, 4, 2, 32, 0, true);
+  // GatherBlockQuantized: uint8 (MatMulNBits packing, gather 0, quantize last) with bits 4 / 8 / 2,
+  // then int4 / uint4 data on other axes; negative indices and repeated rows included.
+  cm.gather_bq("gbq_u8b4", kU8, {10, 40}, 0, 1, 16, 4, false, kI64, {2, 3}, {0, 9, -1, 3, 3, -10});
+  cm.gather_bq("gbq_u8b4_zp", kU8, {7, 64}, 0, 1, 32, 4, true, kI32, {4}, {6, 0, 2, -3});
+  cm.gather_bq("gbq_u8b8_zp", kU8, {5, 70}, 0, 1, 32, 8, true, kI64, {3}, {4, 1, 1});
+  cm.gather_bq("gbq_u8b2_zp", kU8, {6, 36}, 0, 1, 16, 2, true, kI64, {2}, {5, 0});
+  cm.gather_bq("gbq_u8b4_b128", kU8, {3, 200}, 0, 1, 128, 4, true, kI64, {1, 2}, {2, 0});
+  cm.gather_bq("gbq_i4_odd_zp", kInt4, {7, 37}, 0, 1, 16, 4, true, kI64, {3}, {6, 1, -7});
+  cm.gather_bq("gbq_u4_g1_q0", kUint4, {40, 6}, 1, 0, 16, 4, true, kI32, {2, 2}, {5, 0, 1, 5});
+  cm.gather_bq("gbq_i4_3d", kInt4, {2, 6, 40}, 1, 2, 16, 4, false, kI64, {4}, {0, 5, 2, 2});
+  cm.gather_bq("gbq_u4_3d", kUint4, {3, 40, 5}, 2, 1, 16, 4, true, kI64, {3}, {4, 0, -2});
+  // DequantizeLinear-21 blocked int4 / uint4.
+  cm.dequantize_blocked("dq_i4_axis0", kInt4, {37, 6}, 0, 16, false);
+  cm.dequantize_blocked("dq_u4_axis1_zp", kUint4, {6, 37}, 1, 16, true);
+  cm.dequantize_blocked("dq_i4_axis1_zp", kInt4, {5, 40}, 1, 32, true);
+  cm.dequantize_blocked("dq_u4_3d_zp", kUint4, {2, 33, 3}, 1, 16, true);
+
+  test::TempDir tmp;
+  const fs::path path = tmp / "contrib.onnx";
+  REQUIRE(write_onnx(cm.model, path).ok());
+  auto ex = OnnxExecutor::create(cm.model, "contrib.onnx");
+  INFO((ex.ok() ? std::string() : ex.error().message));
+  REQUIRE(ex.ok());
+  auto ours = ex->run(cm.inputs);
+  INFO((ours.ok() ? std::string() : ours.error().message));
+  REQUIRE(ours.ok());
+  const test::OrtRun ort = test::ort_run(path, {cm.inputs});
+  INFO(ort.error);
+  REQUIRE(ort.error.empty());
+  const auto& want = ort.samples.at(0);
+  // Lookups and dequantization are one float multiply of the same operands on both sides: equal bits.
+  for (const std::string& name : cm.exact_outputs) {
+    INFO(name);
+    const OnnxTensor& got = ours->at(name);
+    REQUIRE(got.shape == want.at(name).shape);
+    CHECK(compare(got, want.at(name), 0, 0) == "");
+  }
+  // MatMulNBits: the same dequantized weights, float sums in another order (ONNX Runtime's kernels
+  // accumulate per block). Bound: 1e-5 x max(1, max |ORT|), measured ~1e-6 relative.
+  double worst = 0;
+  for (const std::string& name : cm.matmul_outputs) {
+    const OnnxTensor& got = ours->at(name);
+    const OnnxTensor& ref = want.at(name);
+    REQUIRE(got.shape == ref.shape);
+    double max_abs = 0, max_ref = 0;
+    for (int64_t k = 0; k < ref.numel(); ++k) {
+      max_abs = std::max(max_abs, std::fabs(got.at(k) - ref.at(k)));
+      max_ref = std::max(max_ref, std::fabs(ref.at(k)));
+    }
+    INFO(name << ": max |ours - ORT| = " << max_abs << ", max |ORT| = " << max_ref);
+    CHECK(max_abs <= 1e-5 * std::max(1.0, max_ref));
+    worst = std::max(worst, max_abs / std::max(1.0, max_ref));
+  }
+  WARN("MatMulNBits (bits 2/4/8, blocks 16..256): max |ours - ORT| / max(1, |ORT|) = " << worst);
 }
