@@ -25,36 +25,12 @@ bool listed(const std::vector<std::string>& list, const std::string& s) {
 // The op types each weight-only method rewrites.
 std::vector<std::string> supported_ops(OnnxQuantMethod m) {
   switch (m) {
-    case OnnxQuantMethod::kWeightInt4: case OnnxQuantMethod::kWeightInt4Qdq: return {"MatMul", "Gemm"};
+    case OnnxQuantMethod::kWeightInt4: return {"MatMul", "Gemm", "Gather"};
+    case OnnxQuantMethod::kWeightInt4Qdq: return {"MatMul", "Gemm"};
     case OnnxQuantMethod::kWeightInt8: return {"Conv", "Gemm", "MatMul"};
     case OnnxQuantMethod::kDynamic: return {"Conv", "MatMul", "Gemm"};
   }
   return {};
-}
-
-// A constant float weight a node reads, with its values; or the reason it cannot be quantized.
-struct Weight {
-  const TensorProto* tensor = nullptr;
-  std::vector<float> values;
-  std::vector<int64_t> dims;
-};
-
-Result<Weight> constant_weight(const onnx::NodeProto& n, int input, const GraphScopes& scopes) {
-  if (n.input_size() <= input || n.input(input).empty()) return make_error(node_label(n) + ": has no weight input");
-  const std::string& name = n.input(input);
-  const TensorProto* t = find_constant(scopes, name);
-  if (t == nullptr || is_graph_input(scopes, name))
-    return make_error(node_label(n) + ": weight " + q(name) + " is not a constant (computed or a graph input)");
-  if (t->data_type() != TensorProto::FLOAT)
-    return make_error(node_label(n) + ": weight " + q(name) + " has data_type " + std::to_string(t->data_type()) +
-                      ", not float32");
-  Weight w;
-  w.tensor = t;
-  w.dims.assign(t->dims().begin(), t->dims().end());
-  SHRINK_ASSIGN(w.values, tensor_to_f32(*t));
-  for (float v : w.values)
-    if (!std::isfinite(v)) return make_error(node_label(n) + ": weight " + q(name) + " holds NaN or Inf");
-  return w;
 }
 
 // Row-major transpose of an (r, c) matrix.
@@ -71,12 +47,12 @@ struct LinearView {
   int64_t K = 0, N = 0;
   bool transposed = false;  // the stored weight is (N, K) (Gemm transB=1)
   std::string bias;         // Gemm C when it is a 1-D (N) tensor
-  Weight weight;
+  ConstantWeight weight;
 };
 
 Result<LinearView> linear_view(const onnx::NodeProto& n, const GraphScopes& scopes) {
   LinearView v;
-  SHRINK_ASSIGN(v.weight, constant_weight(n, 1, scopes));
+  SHRINK_ASSIGN(v.weight, constant_float_weight(n, 1, scopes));
   if (v.weight.dims.size() != 2)
     return make_error(node_label(n) + ": weight " + q(n.input(1)) + " has " + std::to_string(v.weight.dims.size()) +
                       " dims, not 2");
@@ -189,6 +165,60 @@ struct Rewriter {
     return true;
   }
 
+  // weight-int4, Gather over a constant (vocab, hidden) float table (an embedding) ->
+  // com.microsoft.GatherBlockQuantized(data, indices, scales[, zero_points]) in the uint8 form that
+  // shares MatMulNBits' conventions (ONNX Runtime's contrib schema; its CPU kernel requires gather_axis 0
+  // and quantize_axis = the last axis for uint8 data):
+  //   data        uint8 (vocab, hidden / 2): codes of row v, two per byte, low nibble first
+  //   scales      float (vocab, n_blocks), n_blocks = ceil(hidden / block)
+  //   zero_points uint8 (vocab, ceil(n_blocks / 2)) packed alike; absent when symmetric (zero point 8)
+  // Each row is quantized along hidden exactly as a MatMulNBits column along K (the same RTN).
+  Result<bool> to_gather_block_quantized(const onnx::NodeProto& n, const GraphScopes& scopes, onnx::GraphProto* g,
+                                         std::vector<onnx::NodeProto>* out) {
+    // Only a lookup into a constant float table is an embedding; the many Gathers of shape plumbing
+    // (computed data, or constant indices) are not candidates and are not reported as skipped.
+    if (n.input_size() < 2 || n.input(0).empty() || n.input(1).empty()) return false;
+    const TensorProto* table = find_constant(scopes, n.input(0));
+    if (table == nullptr || is_graph_input(scopes, n.input(0)) || table->data_type() != TensorProto::FLOAT) return false;
+    if (find_constant(scopes, n.input(1)) != nullptr && !is_graph_input(scopes, n.input(1))) return false;
+    if (attr_int(n, "axis", 0) != 0)
+      return make_error(node_label(n) + ": axis " + std::to_string(attr_int(n, "axis", 0)) + " is not 0 (not a row lookup)");
+    SHRINK_ASSIGN(ConstantWeight w, constant_float_weight(n, 0, scopes));
+    if (w.dims.size() != 2)
+      return make_error(node_label(n) + ": table " + q(n.input(0)) + " has " + std::to_string(w.dims.size()) + " dims, not 2");
+    const int64_t V = w.dims[0], H = w.dims[1];
+    if (H % 2 != 0)  // uint8 data holds two codes per byte and the kernel doubles the stored last dim
+      return make_error(node_label(n) + ": table " + q(n.input(0)) + " has an odd row length " + std::to_string(H) +
+                        " (GatherBlockQuantized's uint8 form needs it even)");
+    // quantize_int4_blocks blocks along K of a (K, N) matrix: the table transposed, K = hidden, N = vocab.
+    const Int4Blocks qb = quantize_int4_blocks(transpose(w.values, V, H).data(), H, V, opt.block_size, opt.asymmetric);
+    // Its codes are (vocab, n_blocks, block / 2) with the last block padded; the table rows are unpadded.
+    std::vector<uint8_t> data(static_cast<size_t>(V * H / 2), 0);
+    for (int64_t v = 0; v < V; ++v)
+      for (int64_t h = 0; h < H; ++h)
+        pack_nibble(data, static_cast<size_t>(v * H + h),
+                    nibble(qb.codes, static_cast<size_t>((v * qb.n_blocks + h / opt.block_size) * opt.block_size + h % opt.block_size)));
+    const std::string base = n.input(0);
+    std::vector<std::string> inputs = {
+        add_init(g, make_tensor(names.fresh(base + "_Q4"), TensorProto::UINT8, {V, H / 2}, data.data(), data.size())),
+        n.input(1), add_init(g, make_f32_tensor(names.fresh(base + "_scales"), {V, qb.n_blocks}, qb.scales))};
+    size_t bytes = data.size() + qb.scales.size() * 4;
+    if (opt.asymmetric) {
+      inputs.push_back(add_init(g, make_tensor(names.fresh(base + "_zero_points"), TensorProto::UINT8,
+                                               {V, (qb.n_blocks + 1) / 2}, qb.zero_points.data(), qb.zero_points.size())));
+      bytes += qb.zero_points.size();
+    }
+    onnx::NodeProto m = make_node("GatherBlockQuantized", inputs, {n.output(0)}, names.fresh(n.name() + "_Q4"), "com.microsoft");
+    set_attr(&m, "gather_axis", int64_t{0});
+    set_attr(&m, "quantize_axis", int64_t{1});
+    set_attr(&m, "block_size", opt.block_size);
+    set_attr(&m, "bits", int64_t{4});
+    out->push_back(std::move(m));
+    report.quantized.push_back({n.name(), n.op_type(), base, w.values.size() * 4, bytes});
+    replaced_weights.insert(base);
+    return true;
+  }
+
   // weight-int4-qdq: the stored weight as int4 (symmetric) or uint4 + zero points, blocked along K,
   // behind DequantizeLinear-21 (axis = the K axis of the stored layout).
   Result<bool> to_blocked_dq(const onnx::NodeProto& n, const LinearView& v, onnx::GraphProto* g,
@@ -241,7 +271,7 @@ struct Rewriter {
   // weight-int8: per-output-channel int8 codes behind DequantizeLinear(axis).
   Result<bool> to_int8_dq(const onnx::NodeProto& n, const GraphScopes& scopes, onnx::GraphProto* g,
                           std::vector<onnx::NodeProto>* out) {
-    SHRINK_ASSIGN(Weight w, constant_weight(n, 1, scopes));
+    SHRINK_ASSIGN(ConstantWeight w, constant_float_weight(n, 1, scopes));
     int64_t axis = 0;
     if (n.op_type() == "Conv") {
       if (w.dims.size() < 3) return make_error(node_label(n) + ": weight " + q(n.input(1)) + " has fewer than 3 dims");
@@ -287,8 +317,9 @@ struct Rewriter {
       skip(node_label(n) + ": excluded");
       return false;
     }
-    if (opt.method == OnnxQuantMethod::kWeightInt8) {
-      auto r = to_int8_dq(n, scopes, g, out);
+    if (n.op_type() == "Gather" && !opt.quantize_gather) return false;
+    if (opt.method == OnnxQuantMethod::kWeightInt8 || n.op_type() == "Gather") {
+      auto r = n.op_type() == "Gather" ? to_gather_block_quantized(n, scopes, g, out) : to_int8_dq(n, scopes, g, out);
       if (!r.ok()) skip(r.error().message);
       return r.ok() && *r;
     }
@@ -431,7 +462,7 @@ Result<OnnxQuantReport> quantize_onnx_weights(onnx::ModelProto* model, const Onn
   }));
   if (rw.report.quantized.empty())
     return make_error(file + ": nothing to quantize with " + onnx_quant_method_name(opt.method) +
-                      (rw.first_skip.empty() ? ": no " + std::string(four_bit ? "MatMul/Gemm" : "Conv/Gemm/MatMul") + " node"
+                      (rw.first_skip.empty() ? ": no " + std::string(four_bit ? (opt.method == OnnxQuantMethod::kWeightInt4 ? "MatMul/Gemm/Gather" : "MatMul/Gemm") : "Conv/Gemm/MatMul") + " node"
                                              : " (" + rw.first_skip + ")"));
   if (opt.method == OnnxQuantMethod::kWeightInt4) add_opset(model, "com.microsoft", 1);
   remove_unused_constants(model->mutable_graph(), rw.replaced_weights);

@@ -1,5 +1,7 @@
 // Weight-only quantization of ONNX models (the activations stay float):
-//   weight-int4      MatMul/Gemm with a constant 2-D float weight -> com.microsoft.MatMulNBits (4-bit blocks along K)
+//   weight-int4      MatMul/Gemm with a constant 2-D float weight -> com.microsoft.MatMulNBits (4-bit blocks along K),
+//                    and Gather from a constant (vocab, hidden) float table with computed indices (an embedding)
+//                    -> com.microsoft.GatherBlockQuantized (the same 4-bit blocks along hidden)
 //   weight-int4-qdq  the same weights as int4/uint4 tensors behind a blocked DequantizeLinear (opset 21)
 //   weight-int8      Conv/Gemm/MatMul weights as per-output-channel symmetric int8 behind DequantizeLinear (opset 13)
 // Rounding: the round-to-nearest of ONNX Runtime's blockwise quantizer for the 4-bit methods (so shrink's
@@ -27,6 +29,7 @@ struct OnnxQuantOptions {
   int64_t block_size = 32;       // 4-bit methods: values per block along K, a power of two in 16..256
   int64_t accuracy_level = 0;    // MatMulNBits attribute (0 = unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 compute)
   bool asymmetric = false;       // 4-bit methods: per-block zero points (uint4) instead of symmetric codes
+  bool quantize_gather = true;   // weight-int4: embedding Gathers -> com.microsoft.GatherBlockQuantized
   bool per_channel = false;      // dynamic: one weight scale per output channel instead of one per tensor
   bool weight_uint8 = false;     // dynamic: asymmetric uint8 weights instead of symmetric int8
   std::vector<std::string> op_types;       // restrict to these op types (empty: all the method supports)
