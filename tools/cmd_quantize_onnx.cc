@@ -5,6 +5,8 @@
 
 #include "formats/onnx_model.h"
 #include "quantizer/onnx_dynamic_quant.h"
+#include "quantizer/onnx_graph_edit.h"
+#include "quantizer/onnx_opset_upgrade.h"
 #include "quantizer/onnx_weight_quant.h"
 #include "tools/cli.h"
 #include "tools/cmd_quantize_onnx_static.h"
@@ -23,6 +25,7 @@ struct OnnxArgs {
   std::string weight_type = "int8";
   std::vector<std::string> op_types, exclude_nodes;
   std::string external = "auto";
+  int64_t opset = 0;  // 0: the method's own minimum
 };
 OnnxArgs g_args;
 
@@ -37,6 +40,25 @@ uint64_t model_bytes(const fs::path& p) {
 }
 
 }  // namespace
+
+Result<std::string> upgrade_for_method(onnx::ModelProto* model, const std::string& method, int64_t requested,
+                                       const std::string& file) {
+  // The opset each method's output needs: DequantizeLinear with block_size is opset 21; per-channel
+  // (axis) QuantizeLinear/DequantizeLinear is 13; DynamicQuantizeLinear is 11.
+  int64_t want = requested;
+  if (want == 0)
+    want = method == "weight-int4-qdq" ? 21 : (method == "weight-int8" || method == "static") ? 13 : method == "dynamic" ? 11 : 0;
+  if (want == 0) return std::string();
+  const int64_t from = onnx_edit::opset_version(*model, "");
+  if (requested != 0 && requested < from)
+    return make_error("--opset " + std::to_string(requested) + ": " + file + " already imports opset " + std::to_string(from) +
+                      "; shrink does not downgrade");
+  if (from >= want) return std::string();
+  auto rep = upgrade_onnx_opset(model, want, file);
+  if (!rep.ok()) return rep.error();
+  return "opset " + std::to_string(rep->from) + " -> " + std::to_string(rep->to) + " (" + std::to_string(rep->rewritten_nodes) +
+         " nodes rewritten)";
+}
 
 bool is_onnx_input(const std::string& input) {
   return fs::path(input).extension() == ".onnx";
@@ -73,6 +95,10 @@ void add_quantize_onnx_options(CLI::App* quant) {
   quant->add_option("--external-data", a.external,
                     "ONNX output: auto (a .data sidecar only past ~2 GB), always, or never")
       ->capture_default_str();
+  quant->add_option("--opset", a.opset,
+                    "ONNX: upgrade the default-domain opset to N (<= 21) before quantizing, rewriting the ops whose "
+                    "form changed; default: only when the method needs it (weight-int4-qdq 21, weight-int8 and "
+                    "static 13, dynamic 11)");
   add_quantize_onnx_static_options(quant);
 }
 
@@ -80,7 +106,7 @@ int run_quantize_onnx(const std::string& input, const std::string& output, bool 
   const OnnxArgs& a = g_args;
   if (dry_run) return fail("--dry-run is not available for ONNX models");
   if (a.method == "static") {
-    OnnxStaticCliShared shared{a.per_channel, a.op_types, a.exclude_nodes, {}};
+    OnnxStaticCliShared shared{a.per_channel, a.op_types, a.exclude_nodes, {}, a.opset};
     if (a.external == "always") shared.write.external = OnnxWriteOptions::External::kAlways;
     else if (a.external == "never") shared.write.external = OnnxWriteOptions::External::kNever;
     return run_quantize_onnx_static(input, output, shared);
@@ -108,6 +134,8 @@ int run_quantize_onnx(const std::string& input, const std::string& output, bool 
   if (!model.ok()) return fail(model.error());
   // The model with its tensors inline: the file's size, or the file plus the external data it loaded.
   const uint64_t before = model->proto.ByteSizeLong();
+  auto upgraded = upgrade_for_method(&model->proto, a.method, a.opset, input);
+  if (!upgraded.ok()) return fail(upgraded.error());
 
   ProgressBar bar("quantizing");
   auto progress = [&](size_t done, size_t total, const std::string& node) {
@@ -127,6 +155,7 @@ int run_quantize_onnx(const std::string& input, const std::string& output, bool 
   std::printf("  source     %s: %s\n", input.c_str(), human_bytes(before).c_str());
   std::printf("  output     %s: %s (%.1f%% of the source)\n", output.c_str(), human_bytes(after).c_str(),
               before ? 100.0 * static_cast<double>(after) / static_cast<double>(before) : 0.0);
+  if (!upgraded->empty()) std::printf("  upgraded   %s\n", upgraded->c_str());
   std::printf("  quantized  %zu nodes, weights %s -> %s\n", report->quantized.size(), human_bytes(float_bytes).c_str(),
               human_bytes(quant_bytes).c_str());
   if (!report->skipped.empty()) {

@@ -6,6 +6,7 @@
 
 #include "calibration/onnx_calibrate.h"
 #include "quantizer/onnx_static_quant.h"
+#include "tools/cmd_quantize_onnx.h"
 #include "tools/cli.h"
 
 namespace shrink::cli {
@@ -87,6 +88,17 @@ int run_quantize_onnx_static(const std::string& input, const std::string& output
   const auto t0 = std::chrono::steady_clock::now();
   auto model = read_onnx(input);
   if (!model.ok()) return fail(model.error());
+  // Opset 13 gives standard per-channel QuantizeLinear/DequantizeLinear and a graph ONNX Runtime optimizes at
+  // every level (its QDQ fusions write opset >= 10 nodes). When the default upgrade is refused, the model
+  // keeps its opset and gets com.microsoft Q/DQ instead.
+  std::string upgraded;
+  if (auto up = upgrade_for_method(&model->proto, "static", shared.opset, input); up.ok()) {
+    upgraded = *up;
+  } else if (shared.opset != 0) {
+    return fail(up.error());
+  } else {
+    upgraded = "kept the model's opset (" + up.error().message + ")";
+  }
   OnnxStaticOptions opt;
   opt.per_channel = shared.per_channel;
   opt.op_types = shared.op_types;
@@ -123,6 +135,7 @@ int run_quantize_onnx_static(const std::string& input, const std::string& output
               samples->size());
   std::printf("  source     %s: %s\n", input.c_str(), human_bytes(before).c_str());
   std::printf("  output     %s: %s\n", output.c_str(), human_bytes(after).c_str());
+  if (!upgraded.empty()) std::printf("  upgraded   %s\n", upgraded.c_str());
   std::printf("  quantized  %d nodes: %d activations (uint8), %d weights (int8%s) %s -> %s, %d biases (int32)\n",
               rep->quantized_nodes, rep->qdq_activations, rep->quantized_weights, opt.per_channel ? ", per channel" : "",
               human_bytes(rep->float_weight_bytes).c_str(), human_bytes(rep->quantized_weight_bytes).c_str(), rep->quantized_biases);

@@ -16,6 +16,7 @@ struct OnnxStaticCliShared {
   bool per_channel = false;
   std::vector<std::string> op_types, exclude_nodes;
   OnnxWriteOptions write;
+  int64_t opset = 0;  // --opset (0: raise to 13 when the upgrade can, else keep the model's opset)
 };
 int run_quantize_onnx_static(const std::string& input, const std::string& output, const OnnxStaticCliShared& shared);
 
