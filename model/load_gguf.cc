@@ -22,7 +22,6 @@ Result<ModelSource> open_gguf_model(const std::string& path, const OpenOptions&)
       continue;
     m.passthrough_metadata.push_back(kv);
   }
-  bool quantized_input = false;
   for (const GgufTensorInfo& info : shared->tensors()) {
     WeightTensor t;
     t.name = info.name;
@@ -31,7 +30,6 @@ Result<ModelSource> open_gguf_model(const std::string& path, const OpenOptions&)
     t.origin = path + ": " + info.name;
     t.raw = info.data;
     t.raw_bytes = info.n_bytes;
-    if (traits(info.type).quantized) quantized_input = true;
     const GgufTensorInfo* ip = &info;
     t.read_f32 = [ip, path](std::vector<float>& out) -> Status {
       if (!kernels::can_dequantize(ip->type))
@@ -44,9 +42,6 @@ Result<ModelSource> open_gguf_model(const std::string& path, const OpenOptions&)
     };
     m.tensors.push_back(std::move(t));
   }
-  if (quantized_input)
-    m.warnings.push_back(path + ": some tensors are already quantized; requantizing them compounds the error "
-                                "(start from the F32/F16/BF16 weights when you can)");
   m.keep_alive.push_back(shared);
   return m;
 }

@@ -118,6 +118,39 @@ TEST_CASE("convert keeps the source precision and requantizing a GGUF warns") {
   CHECK(*g->find("general.file_type")->as_int() == 2);
 }
 
+// The requantizing warning belongs to quantize: eval and calibrate only read the blocks. Their
+// stderr alone is captured (stdout goes to /dev/null), so any warning line there fails the case.
+TEST_CASE("eval and calibrate on a quantized GGUF print no requantizing warning; quantize does") {
+  TempDir tmp;
+  fs::path hf = make_hf(tmp);
+  fs::path q8 = tmp / "q8.gguf", q4 = tmp / "q4.gguf", ids = tmp / "ids.json", im = tmp / "im.gguf";
+  REQUIRE(run_shrink("quantize " + quote(hf.string()) + " -o " + quote(q8.string()) + " --type q8_0").exit_code == 0);
+  std::mt19937 rng(seed());
+  std::vector<int> tokens(64);
+  for (int& t : tokens) t = static_cast<int>(rng() % 256) + 3;  // byte tokens of the synthetic vocabulary (267)
+  write_json(ids, tokens);
+  // run() appends 2>&1 to the whole line: the subshell's stderr is shrink's, its stdout dropped.
+  const std::string stderr_only = " 2>&1 >/dev/null)";
+  RunResult e = run("(" + quote(SHRINK_BINARY) + " eval " + quote(q8.string()) + " --tokens " + quote(ids.string()) +
+                    " --ctx 32 --json" + stderr_only);
+  INFO("eval stderr:\n" << e.out);
+  CHECK(e.exit_code == 0);
+  CHECK(e.out.find("requantiz") == std::string::npos);
+  CHECK(e.out.find("warning") == std::string::npos);
+  RunResult c = run("(" + quote(SHRINK_BINARY) + " calibrate " + quote(q8.string()) + " --tokens " + quote(ids.string()) +
+                    " --ctx 32 --no-ppl -o " + quote(im.string()) + stderr_only);
+  INFO("calibrate stderr:\n" << c.out);
+  CHECK(c.exit_code == 0);
+  CHECK(c.out.find("calibrate: 2 chunks of 32 tokens") != std::string::npos);  // its progress line: stderr is captured
+  CHECK(c.out.find("requantiz") == std::string::npos);
+  CHECK(c.out.find("warning") == std::string::npos);
+  RunResult q = run("(" + quote(SHRINK_BINARY) + " quantize " + quote(q8.string()) + " -o " + quote(q4.string()) +
+                    " --type q4_0" + stderr_only);
+  INFO("quantize stderr:\n" << q.out);
+  CHECK(q.exit_code == 0);
+  CHECK(q.out.find("requantizing them compounds the error") != std::string::npos);
+}
+
 TEST_CASE("inspect prints tensors and totals, and --json parses") {
   TempDir tmp;
   fs::path hf = make_hf(tmp);

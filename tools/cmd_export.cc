@@ -37,10 +37,8 @@ int run_export(const Args& a) {
   oo.tokenizer = a.tokenizer;
   auto source = open_model(a.input, oo);
   if (!source.ok()) return fail(source.error());
-  // The generic "requantizing compounds the error" warning does not fit an export: Q4_0 blocks may
-  // be copied exactly; re-quantized matrices are counted after the export instead.
-  for (const std::string& w : source->warnings)
-    if (w.find("requantiz") == std::string::npos) warn(w);
+  // Re-quantized matrices are named after the export (Q4_0/Q8_0 blocks may be copied exactly).
+  for (const std::string& w : source->warnings) warn(w);
   auto model = load_llama_model(*source);
   if (!model.ok()) return fail(model.error());
 

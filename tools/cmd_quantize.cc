@@ -104,6 +104,14 @@ int run(const Args& a, bool is_convert) {
   auto model = open_model(a.input, open);
   if (!model.ok()) return fail(model.error());
   for (const std::string& w : model->warnings) warn(w);
+  // Only quantizing re-rounds already-quantized blocks; reading them (convert, eval, calibrate) does not.
+  if (!is_convert)
+    for (const WeightTensor& t : model->tensors)
+      if (traits(t.source_type).quantized) {
+        warn(a.input + ": some tensors are already quantized (" + t.name + " is " + std::string(type_name(t.source_type)) +
+             "); requantizing them compounds the error (start from the F32/F16/BF16 weights when you can)");
+        break;
+      }
 
   auto options = build_options(a, *model, is_convert);
   if (!options.ok()) return fail(options.error());
