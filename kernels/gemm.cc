@@ -6,6 +6,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/dot.h"
 #include "kernels/gemm_kernels.h"
+#include "kernels/gemv.h"
 
 namespace shrink::kernels {
 namespace {
@@ -178,6 +179,31 @@ void gemm_f32(const float* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, 
     }
 }
 
+void gemm_f16(const uint16_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float* x, int64_t n_tokens,
+              float* y) {
+  namespace k = gemm_avx512;
+  size_t act_row = 0;
+  const uint8_t* act = convert_activations(TypeId::F16, x, n_cols, n_tokens, &act_row);
+  // ggml converts the activations to F16, then tinyBLAS takes the product under the same
+  // conditions as for F32; otherwise ggml_vec_dot_f16 per output, which gemv() follows.
+  if (!(n_tokens >= 2 && n_cols % 16 == 0 && n_rows % 4 == 0)) {
+    for (int64_t t = 0; t < n_tokens; ++t)
+      gemv(TypeId::F16, w, row_bytes, n_rows, n_cols, act + static_cast<size_t>(t) * act_row, y + t * n_rows);
+    return;
+  }
+  const auto* xa = reinterpret_cast<const uint16_t*>(act);
+  const int64_t ldw = static_cast<int64_t>(row_bytes / sizeof(uint16_t));
+  constexpr int64_t kRows = 64, kTokens = 48;
+  const int64_t n_rb = (n_rows + kRows - 1) / kRows, n_tb = (n_tokens + kTokens - 1) / kTokens;
+#pragma omp parallel for schedule(static) collapse(2)
+  for (int64_t rb = 0; rb < n_rb; ++rb)
+    for (int64_t tb = 0; tb < n_tb; ++tb) {
+      const int64_t r0 = rb * kRows, t0 = tb * kTokens;
+      k::f16_tiny16(w + r0 * ldw, ldw, std::min(kRows, n_rows - r0), n_cols, xa + t0 * n_cols,
+                    std::min(kTokens, n_tokens - t0), y + t0 * n_rows + r0, n_rows);
+    }
+}
+
 #endif  // SHRINK_HAVE_X86
 
 }  // namespace
@@ -189,6 +215,7 @@ bool gemm_matches_ggml(TypeId type, int64_t n_rows) {
   if (!have_ggml_order_kernels()) return false;
   switch (type) {
     case TypeId::F32:
+    case TypeId::F16:
     case TypeId::Q8_0:
     case TypeId::Q4_0: return true;
     case TypeId::Q4_K: return n_rows % 8 == 0;
@@ -204,10 +231,19 @@ bool gemm_matches_ggml(TypeId type, int64_t n_rows) {
 void gemm(TypeId type, const void* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float* x,
           int64_t n_tokens, float* y) {
   const auto* wb = static_cast<const uint8_t*>(w);
+  // One token (generation): the memory-bound GEMV kernels (kernels/gemv.h), in ggml's one-token
+  // order. F32 stays below: gemv runs the dispatched dot for it, gemm_f32 ggml's vec_dot_f32.
+  if (n_tokens == 1 && type != TypeId::F32) {
+    size_t act_row = 0;
+    const uint8_t* act = convert_activations(vec_dot_type(type), x, n_cols, 1, &act_row);
+    gemv(type, w, row_bytes, n_rows, n_cols, act, y);
+    return;
+  }
 #if defined(SHRINK_HAVE_X86)
   if (gemm_matches_ggml(type, n_rows)) {
     switch (type) {
       case TypeId::F32: return gemm_f32(static_cast<const float*>(w), row_bytes, n_rows, n_cols, x, n_tokens, y);
+      case TypeId::F16: return gemm_f16(static_cast<const uint16_t*>(w), row_bytes, n_rows, n_cols, x, n_tokens, y);
       case TypeId::Q8_0:
       case TypeId::Q4_0: return gemm_q8_0_acts(type, wb, row_bytes, n_rows, n_cols, x, n_tokens, y);
       case TypeId::Q4_K: return gemm_q4_K_repacked(wb, row_bytes, n_rows, n_cols, x, n_tokens, y);

@@ -3,11 +3,12 @@
 // (n_rows, n_cols) in `type`, row r at w + r * row_bytes. The activations are converted once
 // per call to vec_dot_type(type) (kernels/dot.h).
 //
-// On x86 CPUs with AVX-512 (F, BW, VL, DQ, VNNI) the F32, Q8_0, Q4_0 and Q4_K (n_rows % 8 == 0)
+// On x86 CPUs with AVX-512 (F, BW, VL, DQ, VNNI) the F32, F16, Q8_0, Q4_0 and Q4_K (n_rows % 8 == 0)
 // products run register-tiled kernels (kernels/gemm_kernels.h) that repeat the float operations
 // of the kernel llama.cpp itself picks for that type and shape on such a CPU (tinyBLAS, the
 // CPU_REPACK GEMM/GEMV, or vec_dot), so every output is bit-identical to ggml_mul_mat there,
-// for any token count. Everything else (other types, other CPUs, SHRINK_FORCE_REF=1) takes one
+// for any token count. One token goes to kernels::gemv (kernels/gemv.h: ggml's one-token
+// orders) except F32, which stays here (ggml_vec_dot_f32). Everything else (other types, other CPUs, SHRINK_FORCE_REF=1) takes one
 // dispatched vec_dot per (token, row) pair: equal to ggml within float-summation bounds, not to
 // the bit. OpenMP threads split the work; the result does not depend on the thread count.
 #pragma once

@@ -6,8 +6,9 @@
 // are bit-identical; the integer parts are exact in any order. The orders, per output y[t][r]:
 //
 //  kF32Tiny16   tinyBLAS<16, __m512>: 16 lane sums s_i += w[l+i] * x[l+i] (fused, l in steps
-//               of 16), then _mm512_reduce_add_ps. F32 weights when n_tokens >= 2,
-//               n_cols % 16 == 0 and n_rows % 4 == 0.
+//               of 16), then _mm512_reduce_add_ps. F32 weights, and F16 weights against F16
+//               activations, when n_tokens >= 2, n_cols % 16 == 0 and n_rows % 4 == 0 (F16
+//               otherwise: ggml_vec_dot_f16, which kernels/gemv.h reproduces).
 //  kF32VecDot   ggml_vec_dot_f32 (AVX-512): four 16-lane fused sums over steps of 64, folded
 //               (0+2, 1+3, then 0+1), _mm512_reduce_add_ps, leftovers added one by one (fused).
 //               F32 weights otherwise.
@@ -42,6 +43,9 @@ constexpr int kTokenGroup = 16;
 // y[t * ldy + r] for rows [0, n_rows) and tokens [0, n_tokens): w row r at w + r * ldw floats,
 // x token t at x + t * n_cols floats.
 void f32_tiny16(const float* w, int64_t ldw, int64_t n_rows, int64_t n_cols, const float* x, int64_t n_tokens,
+                float* y, int64_t ldy);
+// F16 weights against F16 activations (ggml converts the activations first), same order.
+void f16_tiny16(const uint16_t* w, int64_t ldw, int64_t n_rows, int64_t n_cols, const uint16_t* x, int64_t n_tokens,
                 float* y, int64_t ldy);
 void f32_vec_dot(const float* w, int64_t ldw, int64_t n_rows, int64_t n_cols, const float* x, int64_t n_tokens,
                  float* y, int64_t ldy);

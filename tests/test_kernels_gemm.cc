@@ -14,8 +14,8 @@
 // where gemm_matches_ggml() says so, every output is bit-identical to ggml_mul_mat's; for the
 // others, within the float bound above (and the count of differing outputs is reported).
 // Shapes: rows 64 and 40 (% 8 == 0: Q4_0/Q4_K go through the repack path in ggml), 36 (% 4 == 0,
-// % 8 != 0), 30 and 13; tokens 1, 2, 3, 4, 5, 7, 64, 128; columns 256 and 4096 (and 72 for F32,
-// k % 16 != 0).
+// % 8 != 0), 30 and 13; tokens 1, 2, 3, 4, 5, 7, 64, 128; columns 256 and 4096 (and 72 for F32
+// and F16, k % 16 != 0). Types F32, F16, Q8_0, Q4_0, Q4_K.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -37,7 +37,7 @@ namespace {
 
 using namespace shrink::test::kernel_data;
 
-const TypeId kTypes[] = {TypeId::F32, TypeId::Q8_0, TypeId::Q4_0, TypeId::Q4_K};
+const TypeId kTypes[] = {TypeId::F32, TypeId::F16, TypeId::Q8_0, TypeId::Q4_0, TypeId::Q4_K};
 const int64_t kRows[] = {64, 40, 36, 30, 13};
 const int64_t kTokens[] = {1, 2, 3, 4, 5, 7, 64, 128};
 
@@ -55,7 +55,10 @@ std::vector<float> activation_values(TypeId t, const float* x, int64_t n) {
   std::vector<uint8_t> a(row_size(at, n));
   kernels::quantize_activation(at, x, a.data(), n);
   std::vector<float> v(static_cast<size_t>(n));
-  if (at == TypeId::Q8_0) {
+  if (at == TypeId::F16) {
+    const auto* h = reinterpret_cast<const uint16_t*>(a.data());
+    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = kernels::fp16_to_fp32(h[i]);
+  } else if (at == TypeId::Q8_0) {
     const auto* b = reinterpret_cast<const block_q8_0*>(a.data());
     for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = kernels::fp16_to_fp32(b[i / 32].d) * b[i / 32].qs[i % 32];
   } else {
@@ -117,6 +120,11 @@ std::vector<uint8_t> grid_weights(Rng& rng, TypeId t, int64_t rows, int64_t cols
   if (t == TypeId::F32) {
     auto* f = reinterpret_cast<float*>(w.data());
     for (int64_t i = 0; i < rows * cols; ++i) f[i] = static_cast<float>(uniform_int(rng, -8, 8));
+    return w;
+  }
+  if (t == TypeId::F16) {
+    auto* h = reinterpret_cast<uint16_t*>(w.data());
+    for (int64_t i = 0; i < rows * cols; ++i) h[i] = kernels::fp32_to_fp16(static_cast<float>(uniform_int(rng, -8, 8)));
     return w;
   }
   for (auto& b : w) b = static_cast<uint8_t>(rng());
@@ -261,7 +269,7 @@ TEST_CASE("gemm is bit-identical to ggml_mul_mat (zen4 CPU backend, llama.cpp's 
   Rng rng(test::seed());
   for (TypeId t : kTypes) {
     std::vector<int64_t> col_set = {256, 4096};
-    if (t == TypeId::F32) col_set.push_back(72);
+    if (t == TypeId::F32 || t == TypeId::F16) col_set.push_back(72);
     for (int64_t cols : col_set) {
       for (int64_t rows : kRows) {
         const std::vector<uint8_t> w = t == TypeId::F32 ? grid_weights(rng, t, rows, cols) : quantized_weights(rng, t, rows, cols);

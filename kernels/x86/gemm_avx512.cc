@@ -193,17 +193,22 @@ void q4_K_repack_rows(const uint8_t* w, size_t row_bytes, const PackedQ8_K& a, i
   }
 }
 
-// tinyBLAS::gemm_bloc<RM, RN> with KN = 16: one 16-lane accumulator per output.
-template <int RM, int RN>
-void f32_bloc(const float* w, int64_t ldw, int64_t n_cols, const float* x, float* y, int64_t ldy) {
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+
+// tinyBLAS::gemm_bloc<RM, RN> with KN = 16: one 16-lane accumulator per output. T: float, or
+// uint16_t for F16 weights against F16 activations (tinyBLAS<16, __m512, __m512, ggml_fp16_t,
+// ggml_fp16_t>, which widens both with vcvtph2ps before the fma).
+template <int RM, int RN, typename T>
+void tiny16_bloc(const T* w, int64_t ldw, int64_t n_cols, const T* x, float* y, int64_t ldy) {
   __m512 c[RN][RM];
   for (int j = 0; j < RN; ++j)
     for (int i = 0; i < RM; ++i) c[j][i] = _mm512_setzero_ps();
   for (int64_t l = 0; l < n_cols; l += 16) {
     __m512 av[RM];
-    for (int i = 0; i < RM; ++i) av[i] = _mm512_loadu_ps(w + i * ldw + l);
+    for (int i = 0; i < RM; ++i) av[i] = load16(w + i * ldw + l);
     for (int j = 0; j < RN; ++j) {
-      const __m512 bv = _mm512_loadu_ps(x + j * n_cols + l);
+      const __m512 bv = load16(x + j * n_cols + l);
       for (int i = 0; i < RM; ++i) c[j][i] = _mm512_fmadd_ps(av[i], bv, c[j][i]);
     }
   }
@@ -211,28 +216,39 @@ void f32_bloc(const float* w, int64_t ldw, int64_t n_cols, const float* x, float
     for (int i = 0; i < RM; ++i) y[j * ldy + i] = _mm512_reduce_add_ps(c[j][i]);
 }
 
-template <int RM>
-void f32_bloc_tokens(int rn, const float* w, int64_t ldw, int64_t n_cols, const float* x, float* y, int64_t ldy) {
+template <int RM, typename T>
+void tiny16_bloc_tokens(int rn, const T* w, int64_t ldw, int64_t n_cols, const T* x, float* y, int64_t ldy) {
   switch (rn) {
-    case 6: return f32_bloc<RM, 6>(w, ldw, n_cols, x, y, ldy);
-    case 5: return f32_bloc<RM, 5>(w, ldw, n_cols, x, y, ldy);
-    case 4: return f32_bloc<RM, 4>(w, ldw, n_cols, x, y, ldy);
-    case 3: return f32_bloc<RM, 3>(w, ldw, n_cols, x, y, ldy);
-    case 2: return f32_bloc<RM, 2>(w, ldw, n_cols, x, y, ldy);
-    default: return f32_bloc<RM, 1>(w, ldw, n_cols, x, y, ldy);
+    case 6: return tiny16_bloc<RM, 6>(w, ldw, n_cols, x, y, ldy);
+    case 5: return tiny16_bloc<RM, 5>(w, ldw, n_cols, x, y, ldy);
+    case 4: return tiny16_bloc<RM, 4>(w, ldw, n_cols, x, y, ldy);
+    case 3: return tiny16_bloc<RM, 3>(w, ldw, n_cols, x, y, ldy);
+    case 2: return tiny16_bloc<RM, 2>(w, ldw, n_cols, x, y, ldy);
+    default: return tiny16_bloc<RM, 1>(w, ldw, n_cols, x, y, ldy);
   }
+}
+
+template <typename T>
+void tiny16(const T* w, int64_t ldw, int64_t n_rows, int64_t n_cols, const T* x, int64_t n_tokens, float* y,
+            int64_t ldy) {
+  // n_rows % 4 == 0 (tinyBLAS's own condition); tiles of 4 rows x up to 6 tokens.
+  constexpr int kRn = 6;
+  for (int64_t r = 0; r < n_rows; r += 4)
+    for (int64_t t = 0; t < n_tokens; t += kRn)
+      tiny16_bloc_tokens<4>(static_cast<int>(std::min<int64_t>(kRn, n_tokens - t)), w + r * ldw, ldw, n_cols,
+                            x + t * n_cols, y + t * ldy + r, ldy);
 }
 
 }  // namespace
 
 void f32_tiny16(const float* w, int64_t ldw, int64_t n_rows, int64_t n_cols, const float* x, int64_t n_tokens,
                 float* y, int64_t ldy) {
-  // n_rows % 4 == 0 (tinyBLAS's own condition); tiles of 4 rows x up to 6 tokens.
-  constexpr int kRn = 6;
-  for (int64_t r = 0; r < n_rows; r += 4)
-    for (int64_t t = 0; t < n_tokens; t += kRn)
-      f32_bloc_tokens<4>(static_cast<int>(std::min<int64_t>(kRn, n_tokens - t)), w + r * ldw, ldw, n_cols,
-                         x + t * n_cols, y + t * ldy + r, ldy);
+  tiny16(w, ldw, n_rows, n_cols, x, n_tokens, y, ldy);
+}
+
+void f16_tiny16(const uint16_t* w, int64_t ldw, int64_t n_rows, int64_t n_cols, const uint16_t* x, int64_t n_tokens,
+                float* y, int64_t ldy) {
+  tiny16(w, ldw, n_rows, n_cols, x, n_tokens, y, ldy);
 }
 
 void f32_vec_dot(const float* w, int64_t ldw, int64_t n_rows, int64_t n_cols, const float* x, int64_t n_tokens,
