@@ -14,7 +14,7 @@
 //   gemm n=1  kernels::gemm with one token (what model code calls: conversion + its GEMV path)
 //   per-row   one dispatched vec_dot per row, OpenMP schedule(static, 8): the GEMV before gemv.h
 //
-//   bench_gemv [--mb 256] [--cols 4096] [--reps 7] [--no-hugepages] [--cpu-clock]
+//   bench_gemv [--mb 256] [--cols 4096] [--reps 7] [--no-hugepages] [--cpu-clock] [--isa avx2]
 // Threads: OMP_NUM_THREADS (default: all cores).
 #include <immintrin.h>
 #include <omp.h>
@@ -139,6 +139,22 @@ void per_row_gemv(TypeId t, const uint8_t* w, size_t row_bytes, int64_t rows, in
   for (int64_t r = 0; r < rows; ++r) y[r] = dot(cols, w + static_cast<size_t>(r) * row_bytes, act);
 }
 
+// --isa: the GEMV variant of that ISA run with gemv()'s thread split (contiguous ranges of
+// 16-row multiples), to time e.g. the AVX2 kernels on an AVX-512 machine.
+void gemv_variant(const kernels::GemvVariant& v, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols,
+                  const void* act, std::vector<uint8_t>& scratch, float* y) {
+  scratch.resize(v.scratch_bytes(cols) + 64);
+  uint8_t* sp = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
+  if (v.prepare != nullptr) v.prepare(act, cols, sp);
+#pragma omp parallel
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = ((rows + nt - 1) / nt + 15) / 16 * 16;
+    const int64_t r0 = std::min(rows, t * per), r1 = std::min(rows, r0 + per);
+    if (r0 < r1) v.rows(w + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, cols, act, sp, y + r0);
+  }
+}
+
 template <typename F>
 double seconds(F&& f) {
   const double t0 = now_s();
@@ -152,12 +168,15 @@ int main(int argc, char** argv) {
   int64_t mb = 256, cols = 4096;
   int reps = 7;
   bool huge = true;
+  std::string isa;  // empty: the dispatched gemv()
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--no-hugepages") {
       huge = false;
     } else if (a == "--cpu-clock") {
       g_cpu_clock = true;
+    } else if (i + 1 < argc && a == "--isa") {
+      isa = argv[++i];
     } else if (i + 1 < argc && a == "--mb") {
       mb = std::atoll(argv[++i]);
     } else if (i + 1 < argc && a == "--cols") {
@@ -172,7 +191,8 @@ int main(int argc, char** argv) {
                    "  --reps          timed repetitions, best kept (default 7)\n"
                    "  --no-hugepages  no madvise(MADV_HUGEPAGE) on the anchor and weight buffers\n"
                    "  --cpu-clock     time by process CPU time / threads, not wall time (shared machines;\n"
-                   "                  set OMP_WAIT_POLICY=passive)\n");
+                   "                  set OMP_WAIT_POLICY=passive)\n"
+                   "  --isa NAME      gemv column runs that ISA's variant (ref, avx2, avx512) where one exists\n");
       return 2;
     }
   }
@@ -225,17 +245,32 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> act(row_size(at, cols));
     kernels::quantize_activation(at, x.data(), act.data(), cols);
     std::vector<float> y(static_cast<size_t>(rows));
-    kernels::gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data());  // warm-up
+    const kernels::GemvOrder order = kernels::gemv_order(t, rows);
+    const kernels::GemvVariant* v = kernels::dispatched_gemv(t, order);
+    if (!isa.empty()) {
+      v = nullptr;
+      for (const kernels::GemvVariant& c : kernels::gemv_variants())
+        if (c.type == t && c.order == order && isa == kernels::isa_name(c.isa) && c.available()) v = &c;
+    }
+    std::vector<uint8_t> scratch;
+    auto run_gemv = [&] {
+      if (isa.empty())
+        kernels::gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data());
+      else if (v != nullptr)
+        gemv_variant(*v, w.data, row_bytes, rows, cols, act.data(), scratch, y.data());
+      else
+        per_row_gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data());
+    };
+    run_gemv();  // warm-up
     double best_read = 1e30, best_gemv = 1e30, best_gemm = 1e30, best_rows = 1e30;
     for (int r = 0; r < reps; ++r) {
       best_read = std::min(best_read, seconds(read_pass));
-      best_gemv = std::min(best_gemv, seconds([&] { kernels::gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data()); }));
+      best_gemv = std::min(best_gemv, seconds(run_gemv));
       best_gemm = std::min(best_gemm, seconds([&] { kernels::gemm(t, w.data, row_bytes, rows, cols, x.data(), 1, y.data()); }));
       best_rows = std::min(best_rows, seconds([&] { per_row_gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data()); }));
     }
     auto gbs = [&](double s) { return static_cast<double>(w_bytes) / s / 1e9; };
     const double read_gbs = static_cast<double>(bytes) / best_read / 1e9;
-    const kernels::GemvVariant* v = kernels::dispatched_gemv(t, kernels::gemv_order(t, rows));
     std::printf("%-6s %8.0f %8.2f | %8.2f %6.2f | %8.2f %6.2f | %8.2f %6.2f | %s\n", std::string(type_name(t)).c_str(),
                 w_bytes / 1048576.0, read_gbs, gbs(best_gemv), gbs(best_gemv) / read_gbs, gbs(best_gemm), gbs(best_gemm) / read_gbs,
                 gbs(best_rows), gbs(best_rows) / read_gbs, v ? kernels::isa_name(v->isa) : "vec_dot per row");

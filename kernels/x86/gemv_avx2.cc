@@ -48,8 +48,10 @@ void gemv_q8_0_vecdot_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, i
     const bool two = r + 1 < n_rows;
     const auto* x0 = reinterpret_cast<const block_q8_0*>(w + static_cast<size_t>(r) * row_bytes);
     const auto* x1 = reinterpret_cast<const block_q8_0*>(w + static_cast<size_t>(two ? r + 1 : r) * row_bytes);
+    Sweep sweep = next_group(w, row_bytes, r + 2, n_rows, 2);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
+      sweep.step(b, nb);
       const __m256i av = load256(a[b].qs);
       const float da = h2f(a[b].d);
       const __m256i q0 = load256(x0[b].qs), q1 = load256(x1[b].qs);
@@ -88,8 +90,10 @@ void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
     const block_q4_0* x[4];
     for (int k = 0; k < 4; ++k)
       x[k] = reinterpret_cast<const block_q4_0*>(w + static_cast<size_t>(std::min(r + k, n_rows - 1)) * row_bytes);
+    Sweep sweep = next_group(w, row_bytes, r + 4, n_rows, 4);
     float acc[4] = {0, 0, 0, 0};
     for (int64_t b = 0; b < nb; ++b) {
+      sweep.step(b, nb);
       const __m256i av = load256(a[b].qs);
       const float da = h2f(a[b].d);
       for (int k = 0; k < 4; ++k) {
@@ -124,8 +128,10 @@ void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
     const block_q4_K* x[2];
     for (int k = 0; k < 2; ++k)
       x[k] = reinterpret_cast<const block_q4_K*>(w + static_cast<size_t>(std::min(r + k, n_rows - 1)) * row_bytes);
+    Sweep sweep = next_group(w, row_bytes, r + 2, n_rows, 2);
     float acc[2] = {0, 0}, acc_min[2] = {0, 0};
     for (int64_t b = 0; b < nb; ++b) {
+      sweep.step(b, nb);
       for (int k = 0; k < 2; ++k) {
         const uint8_t* q = x[k][b].scales;
         int32_t sc[8], m[8];

@@ -42,30 +42,6 @@ inline float hsum_float_8(__m256 v) {
 // 16 fp16 values (the low halves of 16 int32 lanes) as floats.
 inline __m512 low_halves_to_float(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 
-// The kernels read 4-16 rows side by side: that many interleaved streams, which DRAM and the
-// hardware prefetchers serve worse than one sequential stream (measured: a single-row vec_dot
-// loop read Q8_0 at 0.85 of the read anchor, four rows side by side at 0.42). So while a row
-// group is computed, the next group's bytes (contiguous in the matrix) are prefetched in one
-// ascending sweep, a slice per step; the kernel then reads them from L2.
-#ifndef SHRINK_GEMV_SWEEP
-#define SHRINK_GEMV_SWEEP 1
-#endif
-struct Sweep {
-  const uint8_t* next = nullptr;  // first byte of the next row group
-  int64_t lines = 0;              // its 64-byte lines
-  int64_t done = 0;
-  Sweep(const uint8_t* p, size_t bytes) : next(p), lines(SHRINK_GEMV_SWEEP ? static_cast<int64_t>((bytes + 63) / 64) : 0) {}
-  // Step s of n: prefetch up to line lines * (s + 1) / n.
-  void step(int64_t s, int64_t n) {
-    const int64_t until = lines * (s + 1) / n;
-    for (; done < until; ++done) _mm_prefetch(reinterpret_cast<const char*>(next + 64 * done), _MM_HINT_T1);
-  }
-};
-inline Sweep next_group(const uint8_t* w, size_t row_bytes, int64_t r_next, int64_t n_rows, int64_t group) {
-  const int64_t n = std::max<int64_t>(0, std::min(group, n_rows - r_next));
-  return Sweep(w + static_cast<size_t>(std::min(r_next, n_rows)) * row_bytes, static_cast<size_t>(n) * row_bytes);
-}
-
 inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
 // Reduce-transpose of 16 rows, four at a time (so few registers stay live): quad_sums of rows
