@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "formats/hf_model.h"
+#include "model/load_hf.h"
 
 namespace shrink::distill {
 
@@ -278,22 +279,8 @@ Result<LlamaConfig> read_student_config(const std::string& path) {
   if (j.is_discarded()) return make_error(path + ": not valid JSON");
   SHRINK_ASSIGN(HfConfig hf, parse_hf_config(j, path));
   if (hf.rope_scaling) return make_error(path + ": rope_scaling is not supported for a student trained from a config");
-  LlamaConfig c;
-  c.arch = hf.model_type == "qwen2" ? "qwen2" : "llama";
+  SHRINK_ASSIGN(LlamaConfig c, llama_config_from_hf(hf, path));
   c.name = "student";
-  c.n_embd = hf.hidden_size;
-  c.n_ff = hf.intermediate_size;
-  c.n_layer = hf.num_hidden_layers;
-  c.n_head = hf.num_attention_heads;
-  c.n_head_kv = hf.num_key_value_heads;
-  c.head_dim = hf.head_dim_or_default();
-  c.n_vocab = hf.vocab_size;
-  c.n_ctx_train = hf.max_position_embeddings;
-  c.rms_eps = hf.rms_norm_eps;
-  c.rope_theta = hf.rope_theta;
-  c.tied_embeddings = hf.tie_word_embeddings;
-  c.qkv_bias = hf.attention_bias;
-  SHRINK_CHECK(c.validate(path));
   return c;
 }
 

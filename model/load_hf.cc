@@ -12,6 +12,7 @@
 #include "formats/safetensors.h"
 #include "kernels/kernels.h"
 #include "model/hf_names.h"
+#include "model/load_hf.h"
 #include "model/model_source.h"
 #include "model/rope_layout.h"
 
@@ -53,43 +54,6 @@ std::vector<float> llama3_rope_factors(const LlamaConfig& c) {
     }
   }
   return factors;
-}
-
-Result<LlamaConfig> llama_config_from_hf(const HfConfig& hf, const std::string& file) {
-  LlamaConfig c;
-  c.arch = hf.model_type == "qwen2" ? "qwen2" : "llama";  // Mistral runs as "llama" in llama.cpp
-  c.name = fs::path(file).parent_path().filename().string();
-  c.n_embd = hf.hidden_size;
-  c.n_ff = hf.intermediate_size;
-  c.n_layer = hf.num_hidden_layers;
-  c.n_head = hf.num_attention_heads;
-  c.n_head_kv = hf.num_key_value_heads;
-  c.head_dim = hf.head_dim_or_default();
-  c.n_vocab = hf.vocab_size;
-  c.n_ctx_train = hf.max_position_embeddings;
-  c.rms_eps = hf.rms_norm_eps;
-  c.rope_theta = hf.rope_theta;
-  c.tied_embeddings = hf.tie_word_embeddings;
-  c.qkv_bias = hf.attention_bias;
-  if (hf.rope_scaling) {
-    const HfRopeScaling& r = *hf.rope_scaling;
-    RopeScaling s;
-    s.type = r.type;
-    s.factor = r.factor.value_or(1.0);
-    if (r.type == "llama3") {
-      s.factor = r.factor.value_or(8.0);  // convert_hf_to_gguf.py's defaults
-      s.low_freq_factor = r.low_freq_factor.value_or(1.0);
-      s.high_freq_factor = r.high_freq_factor.value_or(4.0);
-      s.original_context = r.original_max_position_embeddings.value_or(8192);
-      if (!(s.high_freq_factor > s.low_freq_factor))
-        return make_error(file + ": rope_scaling high_freq_factor must exceed low_freq_factor");
-    } else if (r.type != "linear") {
-      return make_error(file + ": rope_scaling type '" + r.type + "' is not supported (supported: linear, llama3)");
-    }
-    c.rope_scaling = s;
-  }
-  SHRINK_CHECK(c.validate(file));
-  return c;
 }
 
 // Expected GGUF shape (ggml order) of every tensor the config implies.
@@ -135,6 +99,43 @@ std::pair<long, std::string> order_key(const std::string& gguf) {
 }
 
 }  // namespace
+
+Result<LlamaConfig> llama_config_from_hf(const HfConfig& hf, const std::string& file) {
+  LlamaConfig c;
+  c.arch = hf.model_type == "qwen2" ? "qwen2" : "llama";  // Mistral runs as "llama" in llama.cpp
+  c.name = fs::path(file).parent_path().filename().string();
+  c.n_embd = hf.hidden_size;
+  c.n_ff = hf.intermediate_size;
+  c.n_layer = hf.num_hidden_layers;
+  c.n_head = hf.num_attention_heads;
+  c.n_head_kv = hf.num_key_value_heads;
+  c.head_dim = hf.head_dim_or_default();
+  c.n_vocab = hf.vocab_size;
+  c.n_ctx_train = hf.max_position_embeddings;
+  c.rms_eps = hf.rms_norm_eps;
+  c.rope_theta = hf.rope_theta;
+  c.tied_embeddings = hf.tie_word_embeddings;
+  c.qkv_bias = hf.attention_bias;
+  if (hf.rope_scaling) {
+    const HfRopeScaling& r = *hf.rope_scaling;
+    RopeScaling s;
+    s.type = r.type;
+    s.factor = r.factor.value_or(1.0);
+    if (r.type == "llama3") {
+      s.factor = r.factor.value_or(8.0);  // convert_hf_to_gguf.py's defaults
+      s.low_freq_factor = r.low_freq_factor.value_or(1.0);
+      s.high_freq_factor = r.high_freq_factor.value_or(4.0);
+      s.original_context = r.original_max_position_embeddings.value_or(8192);
+      if (!(s.high_freq_factor > s.low_freq_factor))
+        return make_error(file + ": rope_scaling high_freq_factor must exceed low_freq_factor");
+    } else if (r.type != "linear") {
+      return make_error(file + ": rope_scaling type '" + r.type + "' is not supported (supported: linear, llama3)");
+    }
+    c.rope_scaling = s;
+  }
+  SHRINK_CHECK(c.validate(file));
+  return c;
+}
 
 Result<ModelSource> open_hf(const std::string& path, const OpenOptions&) {
   fs::path p(path);
