@@ -391,13 +391,18 @@ void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
   const int64_t nb = n_cols / QK_K;
   const auto* s = static_cast<const uint8_t*>(scratch);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  // Scale words for the four nibble registers: [sc0 x16, sc2 x16], [sc1, sc3], [sc4, sc6], [sc5, sc7].
-  const __m512i sel[4] = {
-      _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1),
-      _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1),
-      _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1),
-      _mm512_inserti64x4(_mm512_set1_epi16(5), _mm256_set1_epi16(7), 1),
+  // Scale words for the four nibble registers, [sc0 x16, sc2 x16], [sc1, sc3], [sc4, sc6],
+  // [sc5, sc7]: byte shuffles (within 128-bit lanes) of the eight scale words broadcast to all four
+  // lanes; sel[k] picks word (a) in lanes 0-1 and word (b) in lanes 2-3.
+  auto word_pair = [](int a, int b) {
+    alignas(64) int8_t c[64];
+    for (int i = 0; i < 64; ++i) {
+      const int wsel = i < 32 ? a : b;
+      c[i] = static_cast<int8_t>(2 * wsel + (i % 2));
+    }
+    return _mm512_load_si512(c);
   };
+  const __m512i sel[4] = {word_pair(0, 2), word_pair(1, 3), word_pair(4, 6), word_pair(5, 7)};
   for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
     const int64_t nr = std::min<int64_t>(16, n_rows - r0);
     const uint8_t* rows[16];
@@ -419,16 +424,16 @@ void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
         const uint8_t* blk = rows[r] + at;
 
         const __m256i sm = q4_K_scales_mins(blk + 4);
-        const __m512i sm512 = _mm512_castsi256_si512(sm);
+        const __m512i sc4 = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm));  // sc0..sc7 in every lane
         const __m512i l0 = load512(blk + 16), l1 = load512(blk + 80);
         const __m512i q0 = _mm512_and_si512(l0, low4), q1 = _mm512_and_si512(_mm512_srli_epi16(l0, 4), low4);
         const __m512i q2 = _mm512_and_si512(l1, low4), q3 = _mm512_and_si512(_mm512_srli_epi16(l1, 4), low4);
         // |products| <= 2 * 15 * 128 per int16 pair: vpmaddubsw never saturates here.
         // vpdpwssd: scale x (pair sums), accumulated in int32.
-        __m512i v = _mm512_madd_epi16(_mm512_maddubs_epi16(q0, a0), _mm512_permutexvar_epi16(sel[0], sm512));
-        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q1, a1), _mm512_permutexvar_epi16(sel[1], sm512));
-        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q2, a2), _mm512_permutexvar_epi16(sel[2], sm512));
-        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q3, a3), _mm512_permutexvar_epi16(sel[3], sm512));
+        __m512i v = _mm512_madd_epi16(_mm512_maddubs_epi16(q0, a0), _mm512_shuffle_epi8(sc4, sel[0]));
+        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q1, a1), _mm512_shuffle_epi8(sc4, sel[1]));
+        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q2, a2), _mm512_shuffle_epi8(sc4, sel[2]));
+        v = _mm512_dpwssd_epi32(v, _mm512_maddubs_epi16(q3, a3), _mm512_shuffle_epi8(sc4, sel[3]));
         // 128-bit lanes 0, 1: scaled sums; 2: zero; 3: the mins times the pair sums.
         const __m256i v8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
         part[r % 4] = _mm512_inserti64x4(_mm512_castsi256_si512(v8), _mm256_madd_epi16(sm, bp), 1);
