@@ -93,6 +93,13 @@ Status teacher_window_logits(const LlamaModel& teacher, std::span<const int32_t>
   return {};
 }
 
+std::vector<int64_t> hidden_layer_map(int64_t n_student, int64_t n_teacher, const std::vector<int64_t>& kept) {
+  if (static_cast<int64_t>(kept.size()) == n_student) return kept;
+  std::vector<int64_t> map;
+  for (int64_t i = 0; i < n_student; ++i) map.push_back(((i + 1) * n_teacher + n_student - 1) / n_student - 1);
+  return map;
+}
+
 std::string run_fingerprint(const nlohmann::json& run) {
   const std::string s = run.dump();
   uint64_t h = 14695981039346656037ull;  // FNV-1a 64
@@ -163,6 +170,25 @@ Result<TrainResult> train(TrainModel& student, const PackedData& data, const Tea
                           const Checkpoint* resume, const TrainCallbacks& cb) {
   if (o.steps < 1) return make_error("--steps must be at least 1, got " + std::to_string(o.steps));
   if (o.batch < 1) return make_error("--batch must be at least 1, got " + std::to_string(o.batch));
+  if (o.grad_accum < 1) return make_error("--grad-accum must be at least 1, got " + std::to_string(o.grad_accum));
+  const bool hidden = o.hidden.kind != HiddenLoss::kNone;
+  const LlamaConfig& sc = student.config();
+  if (hidden) {
+    if (teacher.hidden_model == nullptr)
+      return make_error("the hidden-state loss needs the live teacher's hidden states (a --teacher-cache holds logits only)");
+    const LlamaConfig& tc = teacher.hidden_model->config();
+    if (tc.n_embd != sc.n_embd)
+      return make_error("the hidden-state loss compares widths as they are: the student's n_embd " + std::to_string(sc.n_embd) +
+                        " is not the teacher's " + std::to_string(tc.n_embd) + " (no dim pruning with --hidden-loss)");
+    if (static_cast<int64_t>(o.hidden.layer_map.size()) != sc.n_layer)
+      return make_error("hidden-state layer map has " + std::to_string(o.hidden.layer_map.size()) + " entries for " +
+                        std::to_string(sc.n_layer) + " student layers");
+    for (int64_t m : o.hidden.layer_map)
+      if (m < 0 || m >= tc.n_layer)
+        return make_error("hidden-state layer map names teacher layer " + std::to_string(m) + " of " + std::to_string(tc.n_layer));
+    if (!(o.hidden.weight >= 0) || !std::isfinite(o.hidden.weight))
+      return make_error("--hidden-weight must be a finite non-negative number, got " + std::to_string(o.hidden.weight));
+  }
   if (o.kd.alpha < 1.0 && !teacher.available())
     return make_error("the distillation loss (alpha < 1) needs a teacher or a teacher cache");
   const int64_t V = student.config().n_vocab;
@@ -244,33 +270,71 @@ Result<TrainResult> train(TrainModel& student, const PackedData& data, const Tea
   };
 
   std::vector<int32_t> inputs, targets;
-  std::vector<float> logits, dlogits;
+  std::vector<float> logits, dlogits, teacher_logits;
+  std::vector<std::vector<float>> student_hidden, teacher_hidden, dhidden;
   TeacherBatch tb;
   const auto started = Clock::now();
   int64_t tokens_done = 0;
   const int64_t first_step = step;
   while (step < o.steps) {
-    const std::vector<int64_t> ids = sampler.next_batch(o.batch);
-    gather(data, /*heldout=*/false, ids, inputs, targets);
-    if (teacher.available() && o.kd.alpha < 1.0) SHRINK_CHECK(teacher_batch(teacher, data, false, ids, inputs, tb));
+    // grad_accum micro-batches, each a mean over its own rows; their gradients add up in
+    // Param::grad and are divided by grad_accum once, so a step equals one batch of
+    // batch * grad_accum sequences (the same windows, in the same order) up to float rounding.
     student.zero_grad();
-    SHRINK_CHECK(student.forward(inputs, o.batch, data.seq, logits));
-    const LossValue loss = batch_loss(teacher, tb, logits, targets, V, o.kd, dlogits);
-    if (!std::isfinite(loss.total))
-      return make_error("training loss is " + std::to_string(loss.total) + " at step " + std::to_string(step + 1) +
-                        "; lower --lr or check the teacher");
-    SHRINK_CHECK(student.backward(dlogits));
+    LossValue loss;
+    double hidden_value = 0;
+    for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
+      const std::vector<int64_t> ids = sampler.next_batch(o.batch);
+      gather(data, /*heldout=*/false, ids, inputs, targets);
+      if (teacher.available() && o.kd.alpha < 1.0) SHRINK_CHECK(teacher_batch(teacher, data, false, ids, inputs, tb));
+      SHRINK_CHECK(student.forward(inputs, o.batch, data.seq, logits, hidden ? &student_hidden : nullptr));
+      LossValue part = batch_loss(teacher, tb, logits, targets, V, o.kd, dlogits);
+      double h = 0;
+      if (hidden) {
+        // hidden[l + 1] is the residual stream after layer l (train_model.h).
+        SHRINK_CHECK(teacher.hidden_model->forward(inputs, o.batch, data.seq, teacher_logits, &teacher_hidden));
+        dhidden.assign(static_cast<size_t>(sc.n_layer + 1), {});
+        const double per_layer = o.hidden.weight / static_cast<double>(sc.n_layer);
+        for (int64_t l = 0; l < sc.n_layer; ++l) {
+          const std::vector<float>& s = student_hidden[static_cast<size_t>(l + 1)];
+          const std::vector<float>& t = teacher_hidden[static_cast<size_t>(o.hidden.layer_map[static_cast<size_t>(l)] + 1)];
+          std::vector<float>& d = dhidden[static_cast<size_t>(l + 1)];
+          h += o.hidden.kind == HiddenLoss::kMse ? hidden_mse(s, t, sc.n_embd, per_layer, d)
+                                                 : hidden_cosine(s, t, sc.n_embd, per_layer, d);
+        }
+        h /= static_cast<double>(sc.n_layer);
+        part.total += o.hidden.weight * h;
+      }
+      if (!std::isfinite(part.total))
+        return make_error("training loss is " + std::to_string(part.total) + " at step " + std::to_string(step + 1) +
+                          "; lower --lr or check the teacher");
+      SHRINK_CHECK(student.backward(dlogits, hidden ? &dhidden : nullptr));
+      loss.total += part.total;
+      loss.ce += part.ce;
+      loss.kd += part.kd;
+      loss.n_rows += part.n_rows;
+      hidden_value += h;
+    }
+    if (o.grad_accum > 1) {
+      const double n = static_cast<double>(o.grad_accum);
+      loss.total /= n;
+      loss.ce /= n;
+      loss.kd /= n;
+      hidden_value /= n;
+      scale_grads(params, static_cast<float>(1.0 / n));
+    }
     const double norm = clip_grad_norm(params, o.clip);
     const double lr = sched.at(step);
     opt.step(params, lr);
     ++step;
     result.losses.push_back(loss.total);
-    tokens_done += o.batch * data.seq;
+    tokens_done += o.batch * o.grad_accum * data.seq;
 
     StepReport r;
     r.step = step;
     r.steps = o.steps;
     r.loss = loss;
+    r.hidden = hidden_value;
     r.lr = lr;
     r.grad_norm = norm;
     const double secs = std::chrono::duration<double>(Clock::now() - started).count();

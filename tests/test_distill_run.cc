@@ -17,10 +17,12 @@
 #include "distill/checkpoint.h"
 #include "distill/data.h"
 #include "distill/teacher_cache.h"
+#include "distill/train_model.h"
 #include "formats/gguf.h"
 #include "model/hf_writer.h"
 #include "model/model_source.h"
 #include "model/synthetic.h"
+#include "model/tokenizer.h"
 #include "tests/test_support.h"
 
 using namespace shrink;
@@ -352,6 +354,15 @@ TEST_CASE("distill: bad inputs are refused with one line naming the problem") {
   refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 1e-2 --resume", "checkpoint of a different run");
   refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 1e-2 --resume", "lr was 0.003, now 0.01");
   refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 1 --lr 3e-3 --resume", "prune_layers was 2, now 1");
+  refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 3e-3 --grad-accum 2 --resume", "grad_accum was 1, now 2");
+  refuse(base_args(teacher, text, tmp / "o7") + two + " --prune-layers 2 --lr 3e-3 --hidden-loss mse --resume",
+         "hidden_loss was \"none\", now \"mse\"");
+  refuse(base_args(teacher, text, tmp / "o12") + two + " --prune-layers 2 --grad-accum 0", "--grad-accum must be at least 1");
+  refuse(base_args(teacher, text, tmp / "o12") + two + " --prune-layers 2 --hidden-loss l1", "--hidden-loss must be none, mse or cosine");
+  refuse(base_args(teacher, text, tmp / "o12") + two + " --prune-layers 2 --hidden-loss mse --hidden-weight -1",
+         "--hidden-weight must be");
+  refuse(base_args(teacher, text, tmp / "o12") + two + " --prune-width dim=40 --hidden-loss mse", "no dim pruning");
+  refuse(base_args(teacher, text, tmp / "o12") + two + " --prune-layers 2 --from-scratch --hidden-loss mse", "takes no --hidden-loss");
 
   // A teacher cache is tied to the data and window length it was made from.
   const std::string tdata = "distill --teacher " + quote(teacher.string()) + " --data " + quote(text.string()) + " --batch 2 --threads 1";
@@ -366,6 +377,9 @@ TEST_CASE("distill: bad inputs are refused with one line naming the problem") {
   refuse(tdata + " --seq 16 --teacher-cache " + quote((tmp / "c.bin").string()) + " --steps 2 --prune-layers 2 -o " +
              quote((tmp / "o11").string()),
          "cached for other data");
+  refuse(tdata + " --seq 32 --teacher-cache " + quote((tmp / "c.bin").string()) + " --steps 2 --prune-layers 2 --hidden-loss mse -o " +
+             quote((tmp / "o13").string()),
+         "a --teacher-cache does not hold");
 
   // A student config whose vocabulary is not the teacher's.
   nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 32},
@@ -524,4 +538,200 @@ TEST_CASE("student init: kept layers and kept channels are the teacher's, sliced
     }
     CHECK(w.at(b + "attn_k.weight").size() == static_cast<size_t>(2 * hd * ds));
   }
+}
+
+namespace {
+
+// Mean over the student's layers of the hidden-state distance to the teacher layer each one was
+// copied from (every-other-layer: student l <- teacher 2l), on the held-out windows of `text`:
+// MSE per element, or 1 - cosine per token. Computed here from the written student.gguf and the
+// teacher folder with the training forward pass, not by the trainer.
+struct HiddenDistance {
+  double mse = 0, cosine = 0;
+};
+HiddenDistance hidden_distance(const fs::path& teacher_dir, const fs::path& student_gguf, const fs::path& text) {
+  auto ts = open_model(teacher_dir.string());
+  auto ss = open_model(student_gguf.string());
+  REQUIRE(ts.ok());
+  REQUIRE(ss.ok());
+  auto teacher = TrainModel::from_source(*ts);
+  auto student = TrainModel::from_source(*ss);
+  REQUIRE(teacher.ok());
+  REQUIRE(student.ok());
+  TokenizerOptions to;
+  to.model_name = ts->config.name;
+  auto tok = Tokenizer::from_vocab(ts->vocab, to);
+  REQUIRE(tok.ok());
+  auto ids = tokenize_files({text.string()}, *tok);
+  REQUIRE(ids.ok());
+  PackOptions po;
+  po.seq = 32;
+  po.holdout = 0.05;  // shrink distill's default, so these are the run's held-out windows
+  auto data = pack_tokens(*ids, po, "text");
+  REQUIRE(data.ok());
+  REQUIRE(data->n_heldout() > 0);
+  const int64_t d = ts->config.n_embd, L = ss->config.n_layer;
+  HiddenDistance out;
+  int64_t n_elems = 0, n_rows = 0;
+  std::vector<float> logits;
+  std::vector<std::vector<float>> th, sh;
+  for (int64_t w = 0; w < data->n_heldout(); ++w) {
+    auto win = data->heldout_window(w).first(32);
+    REQUIRE(teacher->forward(win, 1, 32, logits, &th).ok());
+    REQUIRE(student->forward(win, 1, 32, logits, &sh).ok());
+    for (int64_t l = 0; l < L; ++l) {
+      const std::vector<float>& s = sh[static_cast<size_t>(l + 1)];
+      const std::vector<float>& t = th[static_cast<size_t>(2 * l + 1)];
+      for (size_t i = 0; i < s.size(); ++i) out.mse += (static_cast<double>(s[i]) - t[i]) * (static_cast<double>(s[i]) - t[i]);
+      n_elems += static_cast<int64_t>(s.size());
+      for (int64_t r = 0; r < 32; ++r) {
+        double st = 0, ss2 = 0, tt = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          const double a = s[static_cast<size_t>(r * d + j)], b = t[static_cast<size_t>(r * d + j)];
+          st += a * b;
+          ss2 += a * a;
+          tt += b * b;
+        }
+        out.cosine += 1.0 - st / std::sqrt(ss2 * tt);
+        ++n_rows;
+      }
+    }
+  }
+  out.mse /= static_cast<double>(n_elems);
+  out.cosine /= static_cast<double>(n_rows);
+  return out;
+}
+
+}  // namespace
+
+// --batch 4 --grad-accum 2 sees the same 8 windows per step as --batch 8 (one sampler), averages
+// two micro-batch means of 128 rows each instead of one mean of 256, and scales the summed
+// gradient by 1/2 before clipping and AdamW. In exact arithmetic the two runs are the same; what
+// differs is float rounding in the forward/backward of 4 vs 8 sequences, which AdamW's
+// normalised step can amplify for near-zero gradients. Bound: relative loss difference <= 1e-6
+// at every one of 6 steps (measured 2.0e-9). The control, --batch 4 alone (half the windows per
+// step), must differ by more than 100 times that bound somewhere (measured 1.1e-2), or the check
+// would prove nothing.
+TEST_CASE("distill: --grad-accum 2 of 4 sequences follows --batch 8's loss curve") {
+  TempDir tmp;
+  const fs::path teacher = make_teacher(tmp);
+  const fs::path text = make_text(tmp, "text.txt", 2500);
+  auto curve = [&](const std::string& name, const std::string& batching) {
+    const std::string args = "distill --teacher " + quote(teacher.string()) + " --data " + quote(text.string()) + " -o " +
+                             quote((tmp / name).string()) + " --seq 32 --warmup 2 --threads 1 --lr 3e-3 --prune-layers 2 "
+                             "--eval-every 0 --steps 6 --json " + quote((tmp / (name + ".log")).string()) + batching;
+    RunResult r = run_shrink(args);
+    INFO(r.out);
+    REQUIRE(r.exit_code == 0);
+    return step_losses(tmp / (name + ".log"));
+  };
+  const std::vector<double> b8 = curve("b8", " --batch 8");
+  const std::vector<double> acc = curve("acc", " --batch 4 --grad-accum 2");
+  const std::vector<double> b4 = curve("b4", " --batch 4");
+  REQUIRE(b8.size() == 6);
+  REQUIRE(acc.size() == 6);
+  REQUIRE(b4.size() == 6);
+  double worst = 0, control = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    worst = std::max(worst, std::fabs(acc[i] - b8[i]) / b8[i]);
+    control = std::max(control, std::fabs(b4[i] - b8[i]) / b8[i]);
+  }
+  WARN("max relative loss difference: --grad-accum 2 vs --batch 8 " << worst << ", --batch 4 vs --batch 8 " << control);
+  CHECK(worst <= 1e-6);
+  CHECK(control > 1e-4);
+}
+
+// A student distilled with --hidden-loss ends closer to the teacher's hidden states (on held-out
+// text, measured here) than the same run without it; a hidden-loss run stopped and resumed keeps
+// its layer map and gives the identical loss curve.
+TEST_CASE("distill: --hidden-loss mse/cosine lowers the student's hidden-state distance to the teacher") {
+  TempDir tmp;
+  const fs::path teacher = make_teacher(tmp);
+  const fs::path text = make_text(tmp, "text.txt", 2500);
+  auto run_to = [&](const std::string& name, const std::string& extra) {
+    const std::string args = base_args(teacher, text, tmp / name) + " --lr 3e-3 --every-other-layer --eval-every 0 --steps 16 --json " +
+                             quote((tmp / (name + ".log")).string()) + extra;
+    RunResult r = run_shrink(args);
+    INFO(r.out);
+    REQUIRE(r.exit_code == 0);
+    return r;
+  };
+  run_to("plain", "");
+  RunResult m = run_to("mse", " --hidden-loss mse --hidden-weight 1");
+  CHECK(m.out.find("student layer <- teacher layer: 0<-0 1<-2") != std::string::npos);
+  run_to("cos", " --hidden-loss cosine --hidden-weight 1");
+  const HiddenDistance plain = hidden_distance(teacher, tmp / "plain" / "student.gguf", text);
+  const HiddenDistance mse = hidden_distance(teacher, tmp / "mse" / "student.gguf", text);
+  const HiddenDistance cos = hidden_distance(teacher, tmp / "cos" / "student.gguf", text);
+  WARN("held-out hidden MSE: without " << plain.mse << ", with --hidden-loss mse " << mse.mse << "; 1 - cosine: without "
+                                       << plain.cosine << ", with --hidden-loss cosine " << cos.cosine);
+  // Measured (16 steps, seed 0): MSE 0.086 without, 0.012 with; 1 - cosine 0.76 without, 0.15 with.
+  CHECK(mse.mse < 0.5 * plain.mse);
+  CHECK(cos.cosine < 0.5 * plain.cosine);
+
+  // A --student-config student of 2 layers spreads over the teacher's 4: ceil((i + 1) * 4 / 2) - 1.
+  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 64},
+                        {"intermediate_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+                        {"num_key_value_heads", 2}, {"vocab_size", 267}, {"max_position_embeddings", 64},
+                        {"rms_norm_eps", 1e-5}};
+  std::ofstream(tmp / "student.json") << cfg.dump();
+  RunResult c = run_shrink(base_args(teacher, text, tmp / "cfg") + " --steps 1 --eval-every 0 --hidden-loss mse --student-config " +
+                           quote((tmp / "student.json").string()));
+  INFO(c.out);
+  CHECK(c.exit_code == 0);
+  CHECK(c.out.find("student layer <- teacher layer: 0<-1 1<-3") != std::string::npos);
+
+  // Stop at 8, resume: the resumed run takes the layer map from the checkpoint.
+  const std::string split = " --hidden-loss mse --hidden-weight 1";
+  const std::string args = base_args(teacher, text, tmp / "split") + " --lr 3e-3 --every-other-layer --eval-every 0 --steps 16 --json " +
+                           quote((tmp / "split.log").string()) + split;
+  REQUIRE(run_shrink(args + " --stop-at 8").exit_code == 0);
+  RunResult resumed = run_shrink(args + " --resume");
+  INFO(resumed.out);
+  REQUIRE(resumed.exit_code == 0);
+  const std::vector<double> a = step_losses(tmp / "mse.log"), b = step_losses(tmp / "split.log");
+  REQUIRE(a.size() == 16);
+  REQUIRE(b.size() == 16);
+  for (size_t i = 0; i < 16; ++i) CHECK(a[i] == b[i]);
+}
+
+// --truncate-vocab: a --student-config with a smaller vocab_size than the teacher's trains on
+// the teacher's first tokens (the text uses no other) and writes a student whose vocabulary and
+// embedding rows are cut to that size, which shrink then evaluates on the same text.
+TEST_CASE("distill: --truncate-vocab trains a student with the teacher's first tokens") {
+  TempDir tmp;
+  const fs::path teacher = make_teacher(tmp);
+  const fs::path text = make_text(tmp, "text.txt", 2500);
+  // 265 = the synthetic vocabulary (256 bytes, 8 merges, <s>, </s>, <pad>) without </s> and <pad>;
+  // the text uses bytes, merges and <s> (BOS) only.
+  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 32},
+                        {"intermediate_size", 64}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
+                        {"num_key_value_heads", 2}, {"vocab_size", 265}, {"max_position_embeddings", 64},
+                        {"rms_norm_eps", 1e-5}};
+  std::ofstream(tmp / "student.json") << cfg.dump();
+  RunResult r = run_shrink(base_args(teacher, text, tmp / "tv") + " --steps 4 --eval-every 0 --lr 3e-3 --truncate-vocab --student-config " +
+                           quote((tmp / "student.json").string()));
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("KLD to teacher") != std::string::npos);
+  auto g = GgufFile::open((tmp / "tv" / "student.gguf").string());
+  REQUIRE(g.ok());
+  const GgufTensorInfo* embd = g->find_tensor("token_embd.weight");
+  REQUIRE(embd != nullptr);
+  CHECK(embd->shape == std::vector<int64_t>{32, 265});
+  REQUIRE(g->find("tokenizer.ggml.tokens") != nullptr);
+  auto student = open_model((tmp / "tv" / "student.gguf").string());
+  REQUIRE(student.ok());
+  CHECK(student->vocab.size() == 265);
+  auto t = open_model(teacher.string());
+  REQUIRE(t.ok());
+  for (size_t i = 0; i < 265; ++i) REQUIRE(student->vocab.tokens[i] == t->vocab.tokens[i]);
+  // The truncated student reads the text it was trained on.
+  RunResult e = run_shrink("eval " + quote((tmp / "tv" / "student.gguf").string()) + " --text " + quote(text.string()) +
+                           " --ctx 32 --chunks 4 --json");
+  INFO(e.out);
+  REQUIRE(e.exit_code == 0);
+  const double ppl = nlohmann::json::parse(e.out.substr(e.out.find('{')))["ppl"].get<double>();
+  CHECK(std::isfinite(ppl));
+  CHECK(ppl < 265.0);  // better than a uniform guess over the student's vocabulary
 }

@@ -35,7 +35,9 @@ struct Args {
   std::string teacher, tokenizer, output, json, loss = "kl", out_type = "f32";
   std::vector<std::string> data;
   int64_t steps = 0, seq = 256, batch = 8, warmup = 20, top_k = 64, eval_every = 50, save_every = 100;
-  int64_t eval_windows = 0, calib_windows = 8, stop_at = 0;
+  int64_t eval_windows = 0, calib_windows = 8, stop_at = 0, grad_accum = 1;
+  std::string hidden_loss = "none";
+  double hidden_weight = 1.0;
   double lr = 1e-3, temperature = 2.0, alpha = 0.5, beta = 0.5, holdout = 0.05, min_lr = 0.1, weight_decay = 0.0, clip = 1.0;
   uint64_t seed = 0;
   int threads = 0;
@@ -81,8 +83,10 @@ Vocab truncated_vocab(const Vocab& v, int64_t n) {
   return out;
 }
 
-// Everything that must not change when a run is resumed.
-nlohmann::json run_identity(const Args& a, const ModelSource& teacher, const PackedData& data, const LlamaConfig& student) {
+// Everything that must not change when a run is resumed. `hidden_layers` is the hidden-state
+// loss's layer map (empty without that loss).
+nlohmann::json run_identity(const Args& a, const ModelSource& teacher, const PackedData& data, const LlamaConfig& student,
+                            const std::vector<int64_t>& hidden_layers) {
   std::error_code ec;
   nlohmann::json j;
   j["teacher"] = fs::weakly_canonical(a.teacher, ec).string();
@@ -91,6 +95,12 @@ nlohmann::json run_identity(const Args& a, const ModelSource& teacher, const Pac
   j["seq"] = a.seq;
   j["holdout"] = a.holdout;
   j["batch"] = a.batch;
+  j["grad_accum"] = a.grad_accum;
+  j["hidden_loss"] = a.hidden_loss;
+  if (a.hidden_loss != "none") {
+    j["hidden_weight"] = a.hidden_weight;
+    j["hidden_layers"] = hidden_layers;
+  }
   j["steps"] = a.steps;
   j["lr"] = a.lr;
   j["min_lr"] = a.min_lr;
@@ -153,6 +163,18 @@ int run(Args a) {
   kd.alpha = a.alpha;
   kd.beta = a.beta;
   if (a.from_scratch) kd.alpha = 1.0;  // the baseline: the text alone, no teacher term
+  HiddenLossOptions hidden;
+  if (a.hidden_loss == "mse") hidden.kind = HiddenLoss::kMse;
+  else if (a.hidden_loss == "cosine") hidden.kind = HiddenLoss::kCosine;
+  else if (a.hidden_loss != "none") return fail("--hidden-loss must be none, mse or cosine, got \"" + a.hidden_loss + "\"");
+  if (!(a.hidden_weight >= 0) || !std::isfinite(a.hidden_weight))
+    return fail("--hidden-weight must be a finite non-negative number, got " + std::to_string(a.hidden_weight));
+  hidden.weight = a.hidden_weight;
+  if (hidden.kind != HiddenLoss::kNone && !a.teacher_cache.empty())
+    return fail("--hidden-loss needs the teacher's hidden states, which a --teacher-cache does not hold: run the live teacher");
+  if (hidden.kind != HiddenLoss::kNone && a.from_scratch)
+    return fail("--from-scratch trains on the text alone: it takes no --hidden-loss");
+  if (a.grad_accum < 1) return fail("--grad-accum must be at least 1, got " + std::to_string(a.grad_accum));
   if (!a.cache_teacher.empty() && !a.teacher_cache.empty()) return fail("give --cache-teacher or --teacher-cache, not both");
   StudentInit init;
   init.prune_layers = a.prune_layers;
@@ -258,6 +280,7 @@ int run(Args a) {
   const LlamaConfig& tc = source->config;
   TrainModel student;
   std::vector<std::string> init_notes;
+  std::vector<int64_t> kept_layers;  // teacher indices of a pruned student's layers
   if (resume) {
     auto s = TrainModel::random(resume->config, 0);  // weights come from the checkpoint
     if (!s.ok()) return fail(s.error());
@@ -290,6 +313,7 @@ int run(Args a) {
     }
     auto keep = layers_to_keep(init, tc.n_layer, bi);
     if (!keep.ok()) return fail(keep.error());
+    kept_layers = *keep;
     std::string kept;
     for (int64_t l : *keep) kept += (kept.empty() ? "" : ",") + std::to_string(l);
     if (init.from_scratch) {
@@ -346,7 +370,22 @@ int run(Args a) {
     out_vocab = truncated_vocab(source->vocab, sc.n_vocab);
   }
 
-  const nlohmann::json identity = run_identity(a, *source, *data, sc);
+  // Hidden-state loss: which teacher layer each student layer matches. A resumed run cannot
+  // recompute a pruned student's origins (no block influence then), so it takes the map its
+  // checkpoint recorded; the identity check below refuses any change.
+  std::vector<int64_t> layer_map;
+  if (hidden.kind != HiddenLoss::kNone) {
+    if (resume && resume->run.contains("hidden_layers") && resume->run["hidden_layers"].is_array())
+      layer_map = resume->run["hidden_layers"].get<std::vector<int64_t>>();
+    else
+      layer_map = hidden_layer_map(sc.n_layer, tc.n_layer, kept_layers);
+    std::string m;
+    for (size_t i = 0; i < layer_map.size(); ++i) m += (i ? " " : "") + std::to_string(i) + "<-" + std::to_string(layer_map[i]);
+    std::fprintf(stderr, "hidden-state loss (%s, weight %g): student layer <- teacher layer: %s\n", a.hidden_loss.c_str(),
+                 a.hidden_weight, m.c_str());
+  }
+  hidden.layer_map = layer_map;
+  const nlohmann::json identity = run_identity(a, *source, *data, sc, layer_map);
   if (resume) {
     if (Status s = check_resume(*resume, identity, ck_path); !s.ok()) return fail(s.error());
     std::fprintf(stderr, "resuming %s at step %ld of %ld\n", ck_path.c_str(), resume->step, a.steps);
@@ -361,10 +400,19 @@ int run(Args a) {
   if (cache) teacher.cache = &*cache;
   else teacher.model = &*teacher_model;
   teacher.n_vocab_used = n_vocab_used;
+  std::optional<TrainModel> hidden_teacher;
+  if (hidden.kind != HiddenLoss::kNone) {
+    auto t = TrainModel::from_source(*source);
+    if (!t.ok()) return fail(t.error());
+    hidden_teacher = std::move(*t);
+    teacher.hidden_model = &*hidden_teacher;
+  }
 
   TrainOptions o;
   o.steps = a.steps;
   o.batch = a.batch;
+  o.grad_accum = a.grad_accum;
+  o.hidden = hidden;
   o.lr = a.lr;
   o.warmup = a.warmup;
   o.min_lr_ratio = a.min_lr;
@@ -397,7 +445,7 @@ int run(Args a) {
     }
     if (log.is_open()) {
       nlohmann::json j{{"type", "step"}, {"step", r.step}, {"loss", r.loss.total}, {"ce", r.loss.ce}, {"kd", r.loss.kd},
-                       {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens_per_second", r.tokens_per_second}};
+                       {"hidden", r.hidden}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens_per_second", r.tokens_per_second}};
       log << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
   };
@@ -447,7 +495,11 @@ void add_distill(CLI::App& root, std::vector<Command>& commands) {
   sub->add_option("--steps", a->steps, "optimizer steps");
   sub->add_option("-o,--output", a->output, "output folder: HF files, student.gguf, checkpoint.gguf");
   sub->add_option("--seq", a->seq, "tokens per training sequence")->capture_default_str();
-  sub->add_option("--batch", a->batch, "sequences per step")->capture_default_str();
+  sub->add_option("--batch", a->batch, "sequences per micro-batch (one forward/backward pass)")->capture_default_str();
+  sub->add_option("--grad-accum", a->grad_accum,
+                  "micro-batches whose gradients are summed (then averaged) per optimizer step: a step sees "
+                  "batch x grad-accum sequences at the memory of one micro-batch")
+      ->capture_default_str();
   sub->add_option("--holdout", a->holdout, "fraction of the text held out for evaluation (taken from its end)")->capture_default_str();
   sub->add_option("--lr", a->lr, "peak learning rate (AdamW)")->capture_default_str();
   sub->add_option("--min-lr", a->min_lr, "final learning rate as a fraction of --lr (cosine decay)")->capture_default_str();
@@ -458,6 +510,15 @@ void add_distill(CLI::App& root, std::vector<Command>& commands) {
   sub->add_option("--temperature", a->temperature, "softmax temperature of the divergence (scaled by T^2)")->capture_default_str();
   sub->add_option("--alpha", a->alpha, "weight of cross-entropy on the real next token (1: no teacher term)")->capture_default_str();
   sub->add_option("--beta", a->beta, "JSD mixing weight")->capture_default_str();
+  sub->add_option("--hidden-loss", a->hidden_loss,
+                  "also match the teacher's residual stream after each student layer: none, mse (mean squared error) or "
+                  "cosine (mean 1 - cosine per token). A pruned student's layer i matches the teacher layer it was copied "
+                  "from; a --student-config student's n_s layers spread over the teacher's n_t: layer i <- teacher layer "
+                  "ceil((i+1) n_t / n_s) - 1. Needs the live teacher and equal widths (no dim pruning)")
+      ->capture_default_str();
+  sub->add_option("--hidden-weight", a->hidden_weight,
+                  "weight of the hidden-state loss (averaged over student layers) added to the logit loss")
+      ->capture_default_str();
   sub->add_option("--top-k", a->top_k, "logits per token kept by --cache-teacher")->capture_default_str();
   sub->add_option("--cache-teacher", a->cache_teacher, "write the teacher's top-k logits of every window to FILE and exit");
   sub->add_option("--teacher-cache", a->teacher_cache, "train from a --cache-teacher FILE instead of running the teacher");
