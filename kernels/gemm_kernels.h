@@ -53,12 +53,14 @@ void f32_vec_dot(const float* w, int64_t ldw, int64_t n_rows, int64_t n_cols, co
 // ---- 32-blocks against Q8_0 activations ----
 // A group of up to 16 tokens' Q8_0 rows re-laid out for the token-lane kernels: for block b and
 // 4-byte slot k (elements 4k..4k+3), the 16 tokens' 4 bytes side by side (64 bytes), the 16 scales
-// as floats and the 16 block sums (sum of the 32 quants). Missing tokens are zero.
+// as floats, the 16 block sums (sum of the 32 quants) and, per slot, -128 * (sum of its 4 quants)
+// (the start value that undoes a +128 weight offset). Missing tokens are zero.
 struct PackedQ8_0 {
   int64_t n_blocks = 0;
-  int8_t* qs = nullptr;  // [n_blocks][8][16][4]
-  float* d = nullptr;    // [n_blocks][16]
-  int32_t* sum = nullptr;  // [n_blocks][16]
+  int8_t* qs = nullptr;      // [n_blocks][8][16][4]
+  float* d = nullptr;        // [n_blocks][16]
+  int32_t* sum = nullptr;    // [n_blocks][16]
+  int32_t* bias4 = nullptr;  // [n_blocks][8][16]
 };
 // Bytes a PackedQ8_0 of n_blocks needs (qs, d and sum carved from one buffer).
 size_t packed_q8_0_bytes(int64_t n_blocks);

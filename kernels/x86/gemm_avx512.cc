@@ -12,12 +12,14 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-#include "kernels/fp16.h"
 #include "kernels/gemm_kernels.h"
 #include "kernels/quant_types.h"
 
 namespace shrink::kernels::gemm_avx512 {
 namespace {
+
+// fp16 -> fp32 with the F16C instruction (exact, like every IEEE half -> float conversion).
+inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
 inline int32_t load_i32(const void* p) {
   int32_t v;
@@ -41,27 +43,23 @@ inline void store_tokens(__m512 v, int n_valid, float* y, int64_t ldy) {
   for (int t = 0; t < n_valid; ++t) y[t * ldy] = tmp[t];
 }
 
-// |w| * (x with w's sign), the AVX2 _mm256_sign_epi8 trick ggml uses, so vpdpbusd (unsigned x
-// signed) can multiply two signed bytes: sum(|w| * sign(w) x) = sum(w x). Exact.
-inline __m512i dot4_signed(__m512i acc, __m512i wb, __m512i x) {
-  const __mmask64 neg = _mm512_movepi8_mask(wb);
-  const __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
-  return _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(wb), sx);
-}
-
-// One weight block decoded to 32 signed bytes, element i at byte i.
-inline void decode_block_signed(Q0Weights type, const uint8_t* blk, int8_t out[32], float* d) {
+// One weight block as 32 unsigned bytes, element i at byte i: Q8_0 quants + 128 (xor 0x80),
+// Q4_0 nibbles 0..15. vpdpbusd multiplies unsigned by signed bytes; the offset comes back
+// through the accumulator's start value, -offset * (sum of the 4 activation quants of the
+// lane), so every lane is exactly sum(w x) over its 4 elements.
+inline void decode_block_unsigned(Q0Weights type, const uint8_t* blk, uint8_t out[32], float* d) {
   if (type == Q0Weights::kQ8_0) {
     const auto* b = reinterpret_cast<const block_q8_0*>(blk);
-    *d = fp16_to_fp32(b->d);
-    std::memcpy(out, b->qs, 32);
+    *d = half_to_float(b->d);
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out), _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80))));
   } else {
     const auto* b = reinterpret_cast<const block_q4_0*>(blk);
-    *d = fp16_to_fp32(b->d);
+    *d = half_to_float(b->d);
     const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
-    const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_sub_epi8(_mm_and_si128(q, m4), eight));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight));
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    _mm_store_si128(reinterpret_cast<__m128i*>(out), _mm_and_si128(q, m4));
+    _mm_store_si128(reinterpret_cast<__m128i*>(out + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
   }
 }
 
@@ -71,21 +69,25 @@ void q0_lanes8_rows(Q0Weights type, const uint8_t* w, size_t row_bytes, size_t b
   __m512 acc[R][8];
   for (int r = 0; r < R; ++r)
     for (int k = 0; k < 8; ++k) acc[r][k] = _mm512_setzero_ps();
-  alignas(32) int8_t wq[R][32];
+  alignas(32) uint8_t wq[R][32];
+  // pack stores -128 * sum4; Q4_0's offset is 8, so its start value is that / 16 (exact).
+  const int shift = type == Q0Weights::kQ8_0 ? 0 : 4;
   for (int64_t b = 0; b < a.n_blocks; ++b) {
     const __m512 da = _mm512_loadu_ps(a.d + b * kTokenGroup);
     __m512 scale[R];
     for (int r = 0; r < R; ++r) {
       float dw;
-      decode_block_signed(type, w + static_cast<size_t>(r) * row_bytes + static_cast<size_t>(b) * block_bytes, wq[r], &dw);
+      decode_block_unsigned(type, w + static_cast<size_t>(r) * row_bytes + static_cast<size_t>(b) * block_bytes, wq[r], &dw);
       // tinyBLAS: unhalf(A.d) * unhalf(B.d), one float product
       scale[r] = _mm512_mul_ps(_mm512_set1_ps(dw), da);
     }
     const int8_t* xs = a.qs + b * (8 * kTokenGroup * 4);
+    const int32_t* bias = a.bias4 + b * 8 * kTokenGroup;
     for (int k = 0; k < 8; ++k) {
       const __m512i x = _mm512_loadu_si512(xs + k * kTokenGroup * 4);
+      const __m512i start = _mm512_srai_epi32(_mm512_loadu_si512(bias + k * kTokenGroup), shift);
       for (int r = 0; r < R; ++r) {
-        const __m512i dp = dot4_signed(_mm512_setzero_si512(), _mm512_set1_epi32(load_i32(wq[r] + 4 * k)), x);
+        const __m512i dp = _mm512_dpbusd_epi32(start, _mm512_set1_epi32(load_i32(wq[r] + 4 * k)), x);
         acc[r][k] = _mm512_fmadd_ps(scale[r], _mm512_cvtepi32_ps(dp), acc[r][k]);
       }
     }
@@ -111,7 +113,7 @@ void q4_0_repack_rows(const uint8_t* w, size_t row_bytes, const PackedQ8_0& a, i
       _mm_store_si128(reinterpret_cast<__m128i*>(wq[r]), _mm_and_si128(q, m4));
       _mm_store_si128(reinterpret_cast<__m128i*>(wq[r] + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
       // repack GEMM: _mm512_mul_ps(col_scale_f32, row_scale_f32)
-      scale[r] = _mm512_mul_ps(_mm512_set1_ps(fp16_to_fp32(blk->d)), da);
+      scale[r] = _mm512_mul_ps(_mm512_set1_ps(half_to_float(blk->d)), da);
       isum[r] = _mm512_setzero_si512();
     }
     const int8_t* xs = a.qs + b * (8 * kTokenGroup * 4);
@@ -157,8 +159,8 @@ void q4_K_repack_rows(const uint8_t* w, size_t row_bytes, const PackedQ8_K& a, i
         _mm256_store_si256(reinterpret_cast<__m256i*>(wq[r] + 64 * i + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
       }
       for (int j = 0; j < 8; ++j) q4_K_scale_min(blk->scales, j, &sc[r][j], &mn[r][j]);
-      scale[r] = _mm512_mul_ps(_mm512_set1_ps(fp16_to_fp32(blk->d)), da);
-      scale_min[r] = _mm512_mul_ps(_mm512_set1_ps(fp16_to_fp32(blk->dmin)), da);
+      scale[r] = _mm512_mul_ps(_mm512_set1_ps(half_to_float(blk->d)), da);
+      scale_min[r] = _mm512_mul_ps(_mm512_set1_ps(half_to_float(blk->dmin)), da);
     }
     const int8_t* xs = a.qs + b * (64 * kTokenGroup * 4);
     __m512i isum[R], imin[R];
@@ -274,7 +276,8 @@ void f32_vec_dot(const float* w, int64_t ldw, int64_t n_rows, int64_t n_cols, co
 }
 
 size_t packed_q8_0_bytes(int64_t n_blocks) {
-  return static_cast<size_t>(n_blocks) * (8 * kTokenGroup * 4 + kTokenGroup * sizeof(float) + kTokenGroup * sizeof(int32_t)) + 64;
+  return static_cast<size_t>(n_blocks) *
+             (8 * kTokenGroup * 4 + kTokenGroup * sizeof(float) + 9 * kTokenGroup * sizeof(int32_t)) + 64;
 }
 
 PackedQ8_0 pack_q8_0(const uint8_t* act, size_t act_row_bytes, int n, int64_t n_blocks, void* buf) {
@@ -284,6 +287,7 @@ PackedQ8_0 pack_q8_0(const uint8_t* act, size_t act_row_bytes, int n, int64_t n_
   p.qs = reinterpret_cast<int8_t*>(base);
   p.d = reinterpret_cast<float*>(base + n_blocks * 8 * kTokenGroup * 4);
   p.sum = reinterpret_cast<int32_t*>(p.d + n_blocks * kTokenGroup);
+  p.bias4 = p.sum + n_blocks * kTokenGroup;
   for (int64_t b = 0; b < n_blocks; ++b) {
     int8_t* qs = p.qs + b * 8 * kTokenGroup * 4;
     for (int t = 0; t < kTokenGroup; ++t) {
@@ -291,11 +295,18 @@ PackedQ8_0 pack_q8_0(const uint8_t* act, size_t act_row_bytes, int n, int64_t n_
       int32_t s = 0;
       if (t < n) {
         const auto* blk = reinterpret_cast<const block_q8_0*>(act + static_cast<size_t>(t) * act_row_bytes) + b;
-        d = fp16_to_fp32(blk->d);
-        for (int k = 0; k < 8; ++k) std::memcpy(qs + (k * kTokenGroup + t) * 4, blk->qs + 4 * k, 4);
-        for (int i = 0; i < 32; ++i) s += blk->qs[i];
+        d = half_to_float(blk->d);
+        for (int k = 0; k < 8; ++k) {
+          std::memcpy(qs + (k * kTokenGroup + t) * 4, blk->qs + 4 * k, 4);
+          const int32_t s4 = blk->qs[4 * k] + blk->qs[4 * k + 1] + blk->qs[4 * k + 2] + blk->qs[4 * k + 3];
+          p.bias4[(b * 8 + k) * kTokenGroup + t] = -128 * s4;
+          s += s4;
+        }
       } else {
-        for (int k = 0; k < 8; ++k) std::memset(qs + (k * kTokenGroup + t) * 4, 0, 4);
+        for (int k = 0; k < 8; ++k) {
+          std::memset(qs + (k * kTokenGroup + t) * 4, 0, 4);
+          p.bias4[(b * 8 + k) * kTokenGroup + t] = 0;
+        }
       }
       p.d[b * kTokenGroup + t] = d;
       p.sum[b * kTokenGroup + t] = s;
@@ -338,8 +349,8 @@ void q0_lanes8(Q0Weights type, const uint8_t* w, size_t row_bytes, int64_t n_row
                float* y, int64_t ldy) {
   const size_t block_bytes = type == Q0Weights::kQ8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
   int64_t r = 0;
-  for (; r + 2 <= n_rows; r += 2) q0_lanes8_rows<2>(type, w + r * row_bytes, row_bytes, block_bytes, a, n_valid, y + r, ldy);
-  if (r < n_rows) q0_lanes8_rows<1>(type, w + r * row_bytes, row_bytes, block_bytes, a, n_valid, y + r, ldy);
+  for (; r + 3 <= n_rows; r += 3) q0_lanes8_rows<3>(type, w + r * row_bytes, row_bytes, block_bytes, a, n_valid, y + r, ldy);
+  for (; r < n_rows; ++r) q0_lanes8_rows<1>(type, w + r * row_bytes, row_bytes, block_bytes, a, n_valid, y + r, ldy);
 }
 
 void q4_0_repack(const uint8_t* w, size_t row_bytes, int64_t n_rows, const PackedQ8_0& a, int n_valid, float* y,
