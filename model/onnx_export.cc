@@ -172,6 +172,63 @@ struct Exporter {
   GraphBuilder& b;
   OnnxExportReport& rep;
 
+  // The blocks of a (n_rows, n_cols) matrix in MatMulNBits' layout for opt.bits / opt.block (n_cols a
+  // multiple of the block): ggml's Q4_0 (Q8_0) blocks copied exactly when the options match them, else
+  // round-to-nearest from the dequantized values. `how` gets "q4_0-exact", "q8_0-exact" or "rtn".
+  NBitsMatrix nbits_blocks(const WeightMatrix& w, std::string* how) {
+    if (opt.map_ggml_blocks && opt.bits == 4 && opt.block == 32 && w.type == TypeId::Q4_0) {
+      *how = "q4_0-exact";
+      return q4_0_to_nbits(w.data, w.n_rows, w.n_cols);
+    }
+    if (opt.map_ggml_blocks && opt.bits == 8 && opt.block == 32 && w.type == TypeId::Q8_0) {
+      *how = "q8_0-exact";
+      return q8_0_to_nbits(w.data, w.n_rows, w.n_cols);
+    }
+    *how = "rtn";
+    const std::vector<float> rows = matrix_f32(w);
+    return quantize_nbits_rtn(rows.data(), w.n_rows, w.n_cols, opt.bits, opt.block);
+  }
+
+  // The token embedding (n_vocab, n_embd) looked up by `ids` (B, S) -> (B, S, n_embd). With bits 4 or 8 and
+  // n_embd a multiple of the block: ONNX Runtime's com.microsoft.GatherBlockQuantized in its uint8 form,
+  // which shares MatMulNBits' conventions (the CPU kernel requires gather_axis 0 and quantize_axis last):
+  //   data        uint8 (n_vocab, n_embd * bits / 8): row v's codes, low nibble first for 4 bits
+  //   scales      float (n_vocab, n_embd / block)
+  //   zero_points uint8 (n_vocab, ceil(n_blocks * bits / 8)), absent for ggml's exact blocks (default
+  //               zero point 2^(bits-1) = ggml's offset 8 / 128)
+  // so a Q4_0 (Q8_0) table looks up exactly the values shrink's engine dequantizes. A tied output
+  // projection is exported separately by linear() and keeps its MatMulNBits.
+  std::string embedding(const std::string& ids) {
+    const WeightMatrix& w = m.token_embd;
+    const int64_t V = w.n_rows, d = w.n_cols;
+    OnnxExportReport::Matrix info{w.name, w.type, "f32", ""};
+    const std::string out = b.fresh("embed");
+    if (opt.bits != 0 && d % opt.block != 0)
+      info.note = "n_embd = " + std::to_string(d) + " is not a multiple of the block " + std::to_string(opt.block);
+    if (opt.bits != 0 && d % opt.block == 0) {
+      std::string how;
+      const NBitsMatrix q = nbits_blocks(w, &how);
+      info.encoding = "gatherblockquantized-" + how;
+      const int64_t n_blocks = d / opt.block;
+      std::vector<std::string> in = {
+          b.init_raw("model.embed_tokens.qweight", onnx::TensorProto::UINT8, {V, d * opt.bits / 8}, q.packed.data(),
+                     q.packed.size()),
+          ids, b.init_f32("model.embed_tokens.scales", {V, n_blocks}, q.scales)};
+      if (!q.zero_points.empty())
+        in.push_back(b.init_raw("model.embed_tokens.qzeros", onnx::TensorProto::UINT8,
+                                {V, (n_blocks * opt.bits + 7) / 8}, q.zero_points.data(), q.zero_points.size()));
+      onnx::NodeProto* n = b.node("GatherBlockQuantized", in, out, "com.microsoft");
+      GraphBuilder::attr_int(n, "gather_axis", 0);
+      GraphBuilder::attr_int(n, "quantize_axis", 1);
+      GraphBuilder::attr_int(n, "block_size", opt.block);
+      GraphBuilder::attr_int(n, "bits", opt.bits);
+    } else {
+      b.node("Gather", {b.init_f32("model.embed_tokens.weight", {V, d}, matrix_f32(w)), ids}, out);
+    }
+    rep.matrices.push_back(std::move(info));
+    return out;
+  }
+
   // y = x W^T (+ bias) for a (n_rows = N, n_cols = K) weight matrix; `row_order` permutes W's rows.
   std::string linear(const std::string& x, const WeightMatrix& w, const std::string& onnx_name,
                      const std::vector<float>& bias, const std::vector<int64_t>& row_order) {
@@ -182,18 +239,9 @@ struct Exporter {
     if (opt.bits != 0 && !nbits)
       info.note = "K = " + std::to_string(K) + " is not a multiple of the block " + std::to_string(opt.block);
     if (nbits) {
-      NBitsMatrix q;
-      if (opt.map_ggml_blocks && opt.bits == 4 && opt.block == 32 && w.type == TypeId::Q4_0) {
-        q = q4_0_to_nbits(w.data, N, K);
-        info.encoding = "matmulnbits-q4_0-exact";
-      } else if (opt.map_ggml_blocks && opt.bits == 8 && opt.block == 32 && w.type == TypeId::Q8_0) {
-        q = q8_0_to_nbits(w.data, N, K);
-        info.encoding = "matmulnbits-q8_0-exact";
-      } else {
-        const std::vector<float> rows = matrix_f32(w);
-        q = quantize_nbits_rtn(rows.data(), N, K, opt.bits, opt.block);
-        info.encoding = "matmulnbits-rtn";
-      }
+      std::string how;
+      NBitsMatrix q = nbits_blocks(w, &how);
+      info.encoding = "matmulnbits-" + how;
       const int64_t n_blocks = K / opt.block, blob = opt.block * opt.bits / 8;
       q.packed = permute_rows(q.packed, row_order, static_cast<size_t>(n_blocks * blob));
       q.scales = permute_rows(q.scales, row_order, static_cast<size_t>(n_blocks));
@@ -393,7 +441,7 @@ Result<onnx::ModelProto> export_llama_onnx(const LlamaModel& model, const OnnxEx
   GraphBuilder b(g, opt.opset);
   Exporter ex{model, opt, b, rep};
 
-  const int64_t d = c.n_embd, hd = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, group = H / Hkv;
+  const int64_t hd = c.head_dim, H = c.n_head, Hkv = c.n_head_kv, group = H / Hkv;
   const int64_t dq = c.n_embd_q();
   add_value_info(g->add_input(), "input_ids", onnx::TensorProto::INT64, {"batch_size", "sequence_length"}, {});
   add_value_info(g->add_input(), "attention_mask", onnx::TensorProto::INT64, {"batch_size", "total_sequence_length"},
@@ -410,10 +458,8 @@ Result<onnx::ModelProto> export_llama_onnx(const LlamaModel& model, const OnnxEx
       add_value_info(g->add_output(), "present." + std::to_string(i) + "." + kv, onnx::TensorProto::FLOAT,
                      {"batch_size", "", "total_sequence_length", ""}, {0, Hkv, 0, hd});
 
-  // Embedding rows (n_vocab, n_embd) as F32; Gather gives (B, S, d).
-  std::string x = b.op("Gather", {b.init_f32("model.embed_tokens.weight", {c.n_vocab, d}, matrix_f32(model.token_embd)),
-                                  "input_ids"},
-                       "embed");
+  // Embedding rows (n_vocab, n_embd): Gather (F32) or GatherBlockQuantized (--bits) gives (B, S, d).
+  std::string x = ex.embedding("input_ids");
 
   // Attention mask (B, 1, 1, S, T): 0 where key j is visible to query s (j <= P + s and
   // attention_mask[b, j] == 1), the lowest float elsewhere (exp underflows to 0 after the max

@@ -16,7 +16,8 @@
 // opsets runs the F32 graph: Gather, MatMul, Mul/Add/Sub/Div, ReduceMean, Sqrt, Sigmoid, Softmax,
 // Cos/Sin, Slice/Concat, Reshape/Transpose/Unsqueeze, Range/LessOrEqual/And/Where for the mask.
 // With bits 4 or 8 the weight products become ONNX Runtime's com.microsoft.MatMulNBits (blocked,
-// (q - zero_point) * scale per block of `block` weights along K). The token embedding stays F32.
+// (q - zero_point) * scale per block of `block` weights along K), and the token embedding lookup becomes
+// com.microsoft.GatherBlockQuantized with the same blocks along n_embd.
 //
 // RoPE: the graph rotates halves (x_i with x_{i + head_dim/2}, Hugging Face's rotate_half). For
 // GGUF "llama", whose q/k rows pair adjacent elements (2i, 2i+1), the exporter permutes the rows of
@@ -52,7 +53,8 @@ struct OnnxExportReport {
   struct Matrix {
     std::string name;      // GGUF name, e.g. "blk.0.attn_q.weight"
     TypeId source_type = TypeId::F32;
-    std::string encoding;  // "f32", "matmulnbits-rtn", "matmulnbits-q4_0-exact", "matmulnbits-q8_0-exact"
+    std::string encoding;  // "f32", "matmulnbits-rtn", "matmulnbits-q4_0-exact", "matmulnbits-q8_0-exact",
+                           // "gatherblockquantized-rtn" / "-q4_0-exact" / "-q8_0-exact" (the token embedding)
     std::string note;      // why a matrix stayed F32 under --bits
   };
   std::vector<Matrix> matrices;

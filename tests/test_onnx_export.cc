@@ -107,7 +107,7 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-// Replaces each weight matrix for which `f` returns values by those F32 values.
+// Replaces each weight matrix (the token embedding included) for which `f` returns values by those F32 values.
 void replace_matrices(LlamaModel& m, const std::function<std::vector<float>(const WeightMatrix&)>& f) {
   auto one = [&](WeightMatrix& w) {
     std::vector<float> v = f(w);
@@ -122,6 +122,7 @@ void replace_matrices(LlamaModel& m, const std::function<std::vector<float>(cons
   for (LlamaLayer& L : m.layers)
     for (WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) one(*w);
   one(m.output);
+  one(m.token_embd);
 }
 
 std::vector<float> rows_f32(const WeightMatrix& w) {
@@ -294,6 +295,60 @@ TEST_CASE("stories260K Q4_0 / Q8_0 GGUF to 4- / 8-bit MatMulNBits: exact weights
     int exact = 0;
     for (const auto& m : rep.matrices) exact += m.encoding == "matmulnbits-" + type + "-exact";
     CHECK(exact == 5 * 6 + 1);  // q, k, v, o, gate, up per layer + the output projection
+    // The token embedding (tied to the output projection) as GatherBlockQuantized with the same blocks.
+    REQUIRE(!rep.matrices.empty());
+    CHECK(rep.matrices[0].name == "token_embd.weight");
+    CHECK(rep.matrices[0].encoding == "gatherblockquantized-" + type + "-exact");
+    // The same graph with that node replaced by a plain Gather over the table its blocks stand for
+    // (dequantize_nbits: (code - zero point) * scale, checked against ggml above): ORT's logits must be
+    // bit-identical, so quantizing the embedding moved nothing but the bytes.
+    const fs::path f32_embd = tmp / ("stories-" + type + "-f32-embedding.onnx");
+    {
+      auto file = read_onnx(onnx);
+      REQUIRE(file.ok());
+      onnx::GraphProto* g = file->proto.mutable_graph();
+      int gbq = 0, gather_f32 = 0;
+      for (auto& n : *g->mutable_node()) {
+        gather_f32 += n.op_type() == "Gather" && n.input(0) == "model.embed_tokens.weight";
+        if (n.op_type() != "GatherBlockQuantized") continue;
+        ++gbq;
+        REQUIRE(n.input_size() == 3);  // ggml's blocks: the default zero point, none stored
+        NBitsMatrix m;
+        int64_t V = 0, d = 0;
+        for (const auto& t : g->initializer()) {
+          if (t.name() == n.input(0)) {
+            m.packed.assign(t.raw_data().begin(), t.raw_data().end());
+            V = t.dims(0);
+            d = t.dims(1) * 8 / bits;
+          }
+          if (t.name() == n.input(2)) {
+            auto sc = tensor_to_f32(t);
+            REQUIRE(sc.ok());
+            m.scales = *sc;
+          }
+        }
+        REQUIRE(V == 512);
+        REQUIRE(d == 64);
+        *g->add_initializer() = onnx::TensorProto();
+        onnx::TensorProto& t = *g->mutable_initializer(g->initializer_size() - 1);
+        const std::vector<float> table = dequantize_nbits(m, V, d, bits, 32);
+        t.set_name("embedding_f32");
+        t.set_data_type(onnx::TensorProto::FLOAT);
+        t.add_dims(V);
+        t.add_dims(d);
+        t.set_raw_data(table.data(), table.size() * sizeof(float));
+        const std::string ids_input = n.input(1);
+        n.clear_attribute();
+        n.clear_input();
+        n.clear_domain();
+        n.set_op_type("Gather");
+        n.add_input("embedding_f32");
+        n.add_input(ids_input);
+      }
+      CHECK(gbq == 1);
+      CHECK(gather_f32 == 0);
+      REQUIRE(write_onnx(file->proto, f32_embd).ok());
+    }
 
     LlamaModel dequantized = load(gguf.string());
     replace_matrices(dequantized, [](const WeightMatrix& w) { return rows_f32(w); });
@@ -302,6 +357,7 @@ TEST_CASE("stories260K Q4_0 / Q8_0 GGUF to 4- / 8-bit MatMulNBits: exact weights
     const std::vector<float> ref_deq = shrink_logits(dequantized, ids);
     const std::vector<float> ref_native = shrink_logits(native, ids);
 
+    CHECK(ort_logits(f32_embd, ids, tmp).values == ort.values);
     const float d_deq = max_abs_diff(ort.values, ref_deq);
     const float d_native = max_abs_diff(ort.values, ref_native);
     const float gap = max_abs_diff(ref_native, ref_deq);  // shrink's Q8_0 activation rounding alone
