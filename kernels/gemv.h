@@ -5,8 +5,12 @@
 // Memory-bound: every weight byte is read once, so the kernels process several rows per pass,
 // sharing each activation load between them, and OpenMP threads take contiguous row ranges.
 //
-// Every output is, bit for bit, what llama.cpp's CPU backend computes for one token on x86
-// (ggml-cpu.c ggml_compute_forward_mul_mat; llamafile's sgemm declines n == 1):
+// The float steps are those llama.cpp's CPU backend takes for one token on x86 (ggml-cpu.c
+// ggml_compute_forward_mul_mat; llamafile's sgemm declines n == 1), so on AVX-512 CPUs every
+// output of Q8_0, F16, Q4_0 and Q4_K (n_rows % 8 == 0) is bit-identical to ggml's zen4 build
+// (test_kernels_gemv), and so are Q4_0 with n_rows % 8 != 0 (the x86 dot kernels follow ggml's
+// order). Other types and Q4_K with n_rows % 8 != 0 run the dispatched vec_dot per row: equal to
+// ggml within float-summation bounds only.
 //  - kVecDot: ggml's vec_dot per row (F16: vec.cpp ggml_vec_dot_f16, 4 x 16-lane accumulators
 //    over 64-element steps on AVX-512; Q8_0: arch/x86/quants.c, one 8-lane FMA per 32-block and
 //    hsum_float_8). Used for Q8_0, F16, and for Q4_0/Q4_K when n_rows % 8 != 0 (ggml does not
