@@ -16,6 +16,7 @@ Result<OnnxCalibration> calibrate_onnx(const OnnxExecutor& ex, const std::vector
     it->second->observe(v.f.data(), v.f.size());
   };
   OnnxRunOptions ro;
+  ro.observe_subgraphs = true;  // ranges of tensors inside If/Loop bodies (the branches each sample takes)
   ro.observer = [&](const onnx::NodeProto&, const std::vector<std::string>& names, const std::vector<const OnnxTensor*>& vals) {
     for (size_t k = 0; k < names.size(); ++k) see(names[k], *vals[k]);
   };

@@ -428,7 +428,7 @@ Result<std::vector<OnnxTensor>> OnnxExecutor::Impl::run_graph(const onnx::GraphP
     }
     for (int j = 0; j < n.output_size(); ++j)
       if (!n.output(j).empty()) scope.values[n.output(j)] = std::move(c.out[j]);
-    if (top && opt.observer) {
+    if ((top || opt.observe_subgraphs) && opt.observer) {
       std::vector<std::string> names;
       std::vector<const OnnxTensor*> vals;
       for (const auto& o : n.output())

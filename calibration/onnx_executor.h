@@ -51,12 +51,15 @@ onnx::TensorProto tensor_to_proto(const OnnxTensor& t, const std::string& name);
 bool onnx_op_supported(const std::string& domain, const std::string& op_type);
 std::vector<std::string> onnx_supported_ops();
 
-// Sees each top-level node's outputs right after the node ran (values are freed later).
+// Sees each node's outputs right after the node ran (values are freed later): the main graph's nodes, and
+// with `observe_subgraphs` also the nodes of the If/Loop/Scan bodies that ran (a Loop body once per iteration;
+// an If branch not taken is never seen).
 using OnnxNodeObserver = std::function<void(const onnx::NodeProto& node, const std::vector<std::string>& names,
                                             const std::vector<const OnnxTensor*>& values)>;
 
 struct OnnxRunOptions {
   OnnxNodeObserver observer;
+  bool observe_subgraphs = false;
 };
 
 class OnnxExecutor {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include "formats/onnx_model.h"
@@ -16,30 +17,34 @@ const std::vector<std::string> kDefaultOps = {"Conv", "ConvTranspose", "Gemm", "
 bool has_weight(const std::string& op) { return op == "Conv" || op == "ConvTranspose" || op == "Gemm" || op == "MatMul"; }
 bool has_bias(const std::string& op) { return op == "Conv" || op == "Gemm"; }  // input 2 (ConvTranspose: also, but left float)
 
+// A graph being rewritten: the main graph or an If/Loop body, with the chain of enclosing graphs (a body may
+// read any enclosing graph's values and constants by name).
+struct GraphAt {
+  onnx::GraphProto* g;
+  onnx_edit::GraphScopes scopes;  // main graph first, `g` last
+  std::string where;              // "" for the main graph, else "If 'x' then_branch" (for messages)
+};
+
 struct Plan {
-  std::vector<int> nodes;  // indices of the main-graph nodes to quantize
+  std::vector<int> nodes;  // indices of this graph's nodes to quantize
   std::vector<std::string> skipped;
 };
 
-Result<Plan> plan_nodes(const onnx::ModelProto& m, const OnnxStaticOptions& opt) {
+std::string node_label(const onnx::NodeProto& n, const std::string& where) {
+  return "node '" + n.name() + "' (" + n.op_type() + ")" + (where.empty() ? "" : " in " + where);
+}
+
+Result<Plan> plan_nodes(const onnx::GraphProto& g, const std::string& where, const OnnxStaticOptions& opt) {
   const std::vector<std::string>& ops = opt.op_types.empty() ? kDefaultOps : opt.op_types;
   const std::set<std::string> op_set(ops.begin(), ops.end());
   const std::set<std::string> excluded(opt.exclude_nodes.begin(), opt.exclude_nodes.end());
   for (const auto& op : ops)
     if (op == "QuantizeLinear" || op == "DequantizeLinear") return make_error(opt.file + ": --op-types " + op + " cannot be quantized");
   Plan p;
-  const auto& g = m.graph();
   for (int k = 0; k < g.node_size(); ++k) {
     const auto& n = g.node(k);
-    const std::string what = "node '" + n.name() + "' (" + n.op_type() + ")";
-    if (!op_set.count(n.op_type())) {
-      for (const auto& a : n.attribute())
-        if (a.has_g() || a.graphs_size()) {
-          p.skipped.push_back(what + ": holds a subgraph; nodes inside If/Loop bodies stay float");
-          break;
-        }
-      continue;
-    }
+    if (!op_set.count(n.op_type())) continue;
+    const std::string what = node_label(n, where);
     if (excluded.count(n.name())) {
       p.skipped.push_back(what + ": excluded by --exclude-nodes");
       continue;
@@ -53,8 +58,24 @@ Result<Plan> plan_nodes(const onnx::ModelProto& m, const OnnxStaticOptions& opt)
   return p;
 }
 
-bool is_constant(const onnx::GraphProto& g, const std::string& name) {
-  const onnx_edit::GraphScopes scopes{&g};
+// Calls `fn` on the main graph and on every If/Loop/Scan body, bodies before the graph that holds them
+// (so a body's rewrite is done when its holder's node list is rebuilt).
+Status for_each_graph(onnx::GraphProto* g, onnx_edit::GraphScopes& scopes, const std::string& where,
+                      const std::function<Status(GraphAt&)>& fn) {
+  scopes.push_back(g);
+  for (auto& n : *g->mutable_node())
+    for (auto& a : *n.mutable_attribute()) {
+      const std::string here = n.op_type() + " '" + n.name() + "' " + a.name() + (where.empty() ? "" : " of " + where);
+      if (a.has_g()) SHRINK_CHECK(for_each_graph(a.mutable_g(), scopes, here, fn));
+      for (auto& sg : *a.mutable_graphs()) SHRINK_CHECK(for_each_graph(&sg, scopes, here, fn));
+    }
+  GraphAt at{g, scopes, where};
+  Status st = fn(at);
+  scopes.pop_back();
+  return st;
+}
+
+bool is_constant(const onnx_edit::GraphScopes& scopes, const std::string& name) {
   return onnx_edit::find_constant(scopes, name) && !onnx_edit::is_graph_input(scopes, name);
 }
 
@@ -65,12 +86,12 @@ std::set<std::string> graph_outputs(const onnx::GraphProto& g) {
 }
 
 // The activation inputs (by index) of a node to quantize: non-constant, non-empty, not the bias.
-std::vector<int> activation_inputs(const onnx::GraphProto& g, const onnx::NodeProto& n) {
+std::vector<int> activation_inputs(const onnx_edit::GraphScopes& scopes, const onnx::NodeProto& n) {
   std::vector<int> v;
   for (int i = 0; i < n.input_size(); ++i) {
     if (n.input(i).empty()) continue;
     if (has_weight(n.op_type()) && i >= 2) continue;  // bias / C
-    if (is_constant(g, n.input(i))) continue;
+    if (is_constant(scopes, n.input(i))) continue;
     v.push_back(i);
   }
   return v;
@@ -101,36 +122,53 @@ void uint8_params(float rmin, float rmax, float* scale, uint8_t* zero_point) {
 }
 
 Result<std::vector<std::string>> onnx_static_activations(const onnx::ModelProto& model, const OnnxStaticOptions& opt) {
-  SHRINK_ASSIGN(Plan p, plan_nodes(model, opt));
-  const auto& g = model.graph();
-  const auto outs = graph_outputs(g);
+  onnx::ModelProto m = model;  // for_each_graph hands out mutable graphs; nothing is changed here
   std::set<std::string> seen;
   std::vector<std::string> v;
-  auto add = [&](const std::string& t) {
-    if (!t.empty() && !outs.count(t) && seen.insert(t).second) v.push_back(t);
-  };
-  for (int k : p.nodes) {
-    const auto& n = g.node(k);
-    for (int i : activation_inputs(g, n)) add(n.input(i));
-    if (n.output_size() > 0) add(n.output(0));
-  }
+  onnx_edit::GraphScopes scopes;
+  SHRINK_CHECK(for_each_graph(m.mutable_graph(), scopes, "", [&](GraphAt& at) -> Status {
+    SHRINK_ASSIGN(Plan p, plan_nodes(*at.g, at.where, opt));
+    const auto outs = graph_outputs(*at.g);
+    auto add = [&](const std::string& t) {
+      if (!t.empty() && !outs.count(t) && seen.insert(t).second) v.push_back(t);
+    };
+    for (int k : p.nodes) {
+      const auto& n = at.g->node(k);
+      for (int i : activation_inputs(at.scopes, n)) add(n.input(i));
+      if (n.output_size() > 0) add(n.output(0));
+    }
+    return {};
+  }));
   return v;
 }
 
-Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
-                                              const std::map<std::string, std::array<float, 2>>& ranges,
-                                              const OnnxStaticOptions& opt) {
-  SHRINK_ASSIGN(Plan plan, plan_nodes(*model, opt));
+namespace {
+
+struct Rewrite {
+  const std::map<std::string, std::array<float, 2>>& ranges;
+  const OnnxStaticOptions& opt;
+  std::string qdomain;
+  onnx_edit::NameSet names;
   OnnxStaticReport rep;
-  rep.skipped = plan.skipped;
-  onnx::GraphProto* g = model->mutable_graph();
-  const int64_t opset = onnx_edit::opset_version(*model, "");
-  if (opset < 1) return make_error(opt.file + ": the model imports no default-domain opset");
-  // Standard Q/DQ exist from opset 10; their `axis` (per-channel) from 13.
-  const bool standard = opset >= 13 || (opset >= 10 && !opt.per_channel);
-  const std::string qdomain = standard ? "" : "com.microsoft";
-  onnx_edit::NameSet names(*g);
+  std::set<std::string> maybe_unused;
+
+  Status graph(GraphAt& at);
+};
+
+// Rewrites one graph: its nodes to quantize get Q/DQ on their calibrated activations (new scales and zero
+// points are initializers of this graph) and DequantizeLinear on their weights; readers in this graph read
+// the dequantized values. A body's node whose activations were never observed (a branch calibration did not
+// take) stays float entirely.
+Status Rewrite::graph(GraphAt& at) {
+  onnx::GraphProto* g = at.g;
+  const auto& scopes = at.scopes;
+  const bool body = !at.where.empty();
+  SHRINK_ASSIGN(Plan plan, plan_nodes(*g, at.where, opt));
+  rep.skipped.insert(rep.skipped.end(), plan.skipped.begin(), plan.skipped.end());
   const auto outs = graph_outputs(*g);
+  std::set<std::string> produced_here;
+  for (const auto& n : g->node())
+    for (const auto& o : n.output()) produced_here.insert(o);
 
   struct ActParams {
     float scale;
@@ -138,19 +176,16 @@ Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
     std::string scale_name, zp_name, dq_name;
   };
   std::map<std::string, ActParams> acts;  // activation -> its QDQ
-  std::vector<onnx::NodeProto> prefix;    // weight DQs and graph-input QDQs, placed first
+  std::vector<onnx::NodeProto> prefix;    // weight DQs and QDQs of values from outside this graph, placed first
   std::map<std::string, std::vector<onnx::NodeProto>> after;  // producer output -> its Q, DQ
 
-  std::set<std::string> graph_inputs;
-  for (const auto& i : g->input()) graph_inputs.insert(i.name());
-
+  auto has_range = [&](const std::string& t) { return !t.empty() && !outs.count(t) && ranges.count(t); };
   auto add_act = [&](const std::string& t) -> bool {
-    if (t.empty() || outs.count(t)) return false;
+    if (!has_range(t)) return false;
     if (acts.count(t)) return true;
-    auto r = ranges.find(t);
-    if (r == ranges.end()) return false;
+    const auto& r = ranges.at(t);
     ActParams a;
-    uint8_params(r->second[0], r->second[1], &a.scale, &a.zp);
+    uint8_params(r[0], r[1], &a.scale, &a.zp);
     a.scale_name = names.fresh(t + "_scale");
     a.zp_name = names.fresh(t + "_zero_point");
     const std::string q = names.fresh(t + "_quantized");
@@ -160,7 +195,8 @@ Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
     std::vector<onnx::NodeProto> pair = {
         onnx_edit::make_node("QuantizeLinear", {t, a.scale_name, a.zp_name}, {q}, names.fresh(t + "_QuantizeLinear"), qdomain),
         onnx_edit::make_node("DequantizeLinear", {q, a.scale_name, a.zp_name}, {a.dq_name}, names.fresh(t + "_DequantizeLinear"), qdomain)};
-    auto& slot = graph_inputs.count(t) ? prefix : after[t];
+    // Graph inputs and values of enclosing graphs are quantized at the top of this graph.
+    auto& slot = produced_here.count(t) ? after[t] : prefix;
     slot.insert(slot.end(), pair.begin(), pair.end());
     acts[t] = a;
     ++rep.qdq_activations;
@@ -174,20 +210,28 @@ Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
   };
   std::map<std::string, WeightParams> weights;
   std::map<int, std::map<int, std::string>> renamed;  // node index -> input index -> new name
-  std::set<std::string> maybe_unused;
 
   for (int k : plan.nodes) {
     const onnx::NodeProto& n = g->node(k);
-    const std::string what = "node '" + n.name() + "' (" + n.op_type() + ")";
+    const std::string what = node_label(n, at.where);
+    if (body) {
+      bool observed = n.output_size() > 0 && has_range(n.output(0));
+      for (int i : activation_inputs(scopes, n)) observed = observed || has_range(n.input(i));
+      if (!observed) {
+        rep.skipped.push_back(what + ": not reached during calibration (an If branch not taken or a loop body that did not "
+                              "run), left float");
+        continue;
+      }
+    }
     bool any = false;
-    for (int i : activation_inputs(*g, n)) any = add_act(n.input(i)) || any;
+    for (int i : activation_inputs(scopes, n)) any = add_act(n.input(i)) || any;
     if (n.output_size() > 0) any = add_act(n.output(0)) || any;
     // The weight.
     std::string wname;
-    if (has_weight(n.op_type()) && n.input_size() > 1 && is_constant(*g, n.input(1))) {
+    if (has_weight(n.op_type()) && n.input_size() > 1 && is_constant(scopes, n.input(1))) {
       wname = n.input(1);
       if (!weights.count(wname)) {
-        const TensorProto* tp = onnx_edit::find_constant(onnx_edit::GraphScopes{g}, wname);
+        const TensorProto* tp = onnx_edit::find_constant(scopes, wname);
         if (tp->data_type() != TensorProto::FLOAT) {
           rep.skipped.push_back(what + ": weight '" + wname + "' is not FLOAT");
           wname.clear();
@@ -233,8 +277,8 @@ Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
     // The bias: int32 with scale = input scale * weight scale, when both are quantized. (Left float, ONNX Runtime
     // 1.30 would quantize it itself with a per-axis DequantizeLinear, invalid below opset 13.)
     if (!wname.empty() && has_bias(n.op_type()) && n.input_size() > 2 && !n.input(2).empty() &&
-        acts.count(n.input(0)) && is_constant(*g, n.input(2))) {
-      const TensorProto* bp = onnx_edit::find_constant(onnx_edit::GraphScopes{g}, n.input(2));
+        acts.count(n.input(0)) && is_constant(scopes, n.input(2))) {
+      const TensorProto* bp = onnx_edit::find_constant(scopes, n.input(2));
       const WeightParams& wp = weights[wname];
       if (bp->data_type() == TensorProto::FLOAT && bp->dims_size() == 1 &&
           (wp.scales.size() == 1 || static_cast<int64_t>(wp.scales.size()) == bp->dims(0))) {
@@ -263,14 +307,14 @@ Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
         ++rep.quantized_biases;
       }
     }
-    if (any) ++rep.quantized_nodes;
-    else rep.skipped.push_back(what + ": no calibrated float input/output and no constant FLOAT weight");
+    if (any) {
+      ++rep.quantized_nodes;
+      if (body) ++rep.quantized_body_nodes;
+    } else {
+      rep.skipped.push_back(what + ": no calibrated float input/output and no constant FLOAT weight");
+    }
   }
-  if (rep.quantized_nodes == 0) {
-    std::string why;
-    for (const auto& s : rep.skipped) why += "; " + s;
-    return make_error(opt.file + ": nothing to quantize: no main-graph node of the chosen op types had a calibrated activation or weight" + why);
-  }
+  if (acts.empty() && renamed.empty()) return {};
 
   // Rebuild the node list: prefix, then each node (readers of a quantized activation read its DQ output)
   // followed by the Q/DQ of its quantized outputs.
@@ -291,9 +335,29 @@ Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
   // Q nodes read the float tensor itself; the loop above renamed nothing inside them (they are new).
   g->clear_node();
   for (auto& n : nodes) *g->add_node() = std::move(n);
-  onnx_edit::remove_unused_constants(g, maybe_unused);
+  return {};
+}
+
+}  // namespace
+
+Result<OnnxStaticReport> quantize_onnx_static(onnx::ModelProto* model,
+                                              const std::map<std::string, std::array<float, 2>>& ranges,
+                                              const OnnxStaticOptions& opt) {
+  const int64_t opset = onnx_edit::opset_version(*model, "");
+  if (opset < 1) return make_error(opt.file + ": the model imports no default-domain opset");
+  // Standard Q/DQ exist from opset 10; their `axis` (per-channel) from 13.
+  const bool standard = opset >= 13 || (opset >= 10 && !opt.per_channel);
+  Rewrite rw{ranges, opt, standard ? "" : "com.microsoft", onnx_edit::NameSet(model->graph()), {}, {}};
+  onnx_edit::GraphScopes scopes;
+  SHRINK_CHECK(for_each_graph(model->mutable_graph(), scopes, "", [&](GraphAt& at) { return rw.graph(at); }));
+  if (rw.rep.quantized_nodes == 0) {
+    std::string why;
+    for (const auto& s : rw.rep.skipped) why += "; " + s;
+    return make_error(opt.file + ": nothing to quantize: no node of the chosen op types had a calibrated activation or weight" + why);
+  }
+  onnx_edit::remove_unused_constants(model->mutable_graph(), rw.maybe_unused);
   if (!standard) onnx_edit::add_opset(model, "com.microsoft", 1);
-  return rep;
+  return rw.rep;
 }
 
 }  // namespace shrink

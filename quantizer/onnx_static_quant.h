@@ -8,7 +8,8 @@
 // Q/DQ ops are the standard ones when the model imports opset >= 13 (or >= 10 and per-tensor), else
 // ONNX Runtime's com.microsoft QuantizeLinear/DequantizeLinear (same semantics, any opset), so models
 // with old opsets (PaddleOCR rec: 9, det: 11) are quantized without changing the meaning of other ops.
-// Only the main graph is rewritten; nodes inside If/Loop bodies stay float (listed as skipped).
+// If/Loop bodies are rewritten too: their Q/DQ nodes, scales and zero points live in the body; a body node
+// whose activations have no range (calibration never ran that branch) stays float and is listed as skipped.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -30,11 +31,13 @@ struct OnnxStaticOptions {
 };
 
 // The activation tensors whose ranges the rewrite needs: the float inputs and the output of every
-// node to quantize (graph outputs excluded: they stay float so the model's interface is unchanged).
+// node to quantize, in the main graph and in If/Loop bodies (graph and body outputs excluded: they stay
+// float so the model's and the If/Loop's interfaces are unchanged).
 Result<std::vector<std::string>> onnx_static_activations(const onnx::ModelProto& model, const OnnxStaticOptions& opt);
 
 struct OnnxStaticReport {
   int quantized_nodes = 0, qdq_activations = 0, quantized_weights = 0, quantized_biases = 0;
+  int quantized_body_nodes = 0;  // of quantized_nodes, those inside If/Loop bodies
   size_t float_weight_bytes = 0, quantized_weight_bytes = 0;
   std::vector<std::string> skipped;  // "node 'x' (Conv): why"
 };

@@ -136,8 +136,9 @@ int run_quantize_onnx_static(const std::string& input, const std::string& output
   std::printf("  source     %s: %s\n", input.c_str(), human_bytes(before).c_str());
   std::printf("  output     %s: %s\n", output.c_str(), human_bytes(after).c_str());
   if (!upgraded.empty()) std::printf("  upgraded   %s\n", upgraded.c_str());
-  std::printf("  quantized  %d nodes: %d activations (uint8), %d weights (int8%s) %s -> %s, %d biases (int32)\n",
-              rep->quantized_nodes, rep->qdq_activations, rep->quantized_weights, opt.per_channel ? ", per channel" : "",
+  std::printf("  quantized  %d nodes (%d inside If/Loop bodies): %d activations (uint8), %d weights (int8%s) %s -> %s, "
+              "%d biases (int32)\n",
+              rep->quantized_nodes, rep->quantized_body_nodes, rep->qdq_activations, rep->quantized_weights, opt.per_channel ? ", per channel" : "",
               human_bytes(rep->float_weight_bytes).c_str(), human_bytes(rep->quantized_weight_bytes).c_str(), rep->quantized_biases);
   if (!cal->not_observed.empty()) std::printf("  not float at run time (left as is): %zu tensors\n", cal->not_observed.size());
   if (!rep->skipped.empty()) {
