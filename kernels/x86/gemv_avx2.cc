@@ -1,7 +1,8 @@
 // AVX2 GEMV kernels (CPUs without AVX-512 VNNI): a few rows per pass share each activation load;
 // the integer block sums use vpmaddubsw + vpmaddwd (exact here: no pair of products reaches the
 // int16 limit), and the float steps follow ggml's order (kernels/gemv.h): eight lanes per row for
-// Q8_0 (vec_dot order), one scalar FMA chain per row for Q4_0 / Q4_K (repacked-8 order).
+// Q8_0 (vec_dot order); Q4_0 (repacked-8 order) reduce-transposes eight rows to one row per lane
+// and runs their FMA chains together; Q4_K keeps one scalar FMA chain per row.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -66,44 +67,113 @@ void gemv_q8_0_vecdot_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, i
   }
 }
 
-// ---- Q4_0, repacked-8 order: four rows per pass. Scratch: 8 * sum(a) per block (int32). ----
+// ---- Q4_0, repacked-8 order: eight rows per pass, one row per float lane. Scratch per pair of
+// blocks (96 bytes): the activations of the low nibbles [a_b[0..15], a_b+1[0..15]], of the high
+// nibbles [a_b[16..31], a_b+1[16..31]], and eight int32 start values -8 * (the eight activations
+// each lane multiplies); then d_a of every block as float. A missing last block is zero. ----
 
-size_t gemv_q4_0_repack8_scratch(int64_t n_cols) { return static_cast<size_t>(n_cols / QK4_0) * sizeof(int32_t); }
+namespace {
+constexpr int64_t kQ4PairBytes = 96;
+inline int64_t q4_pairs(int64_t n_cols) { return (n_cols / QK4_0 + 1) / 2; }
+
+// Rows a..d, each with int32 partials four per 128-bit lane: per lane, the four row totals.
+inline __m256i quad_sums(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+  const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+}
+}  // namespace
+
+size_t gemv_q4_0_repack8_scratch(int64_t n_cols) {
+  return static_cast<size_t>(q4_pairs(n_cols)) * kQ4PairBytes + static_cast<size_t>(2 * q4_pairs(n_cols)) * sizeof(float);
+}
 
 void gemv_q4_0_repack8_prepare(const void* act, int64_t n_cols, void* scratch) {
   const auto* a = static_cast<const block_q8_0*>(act);
-  auto* s8 = static_cast<int32_t*>(scratch);
-  for (int64_t b = 0; b < n_cols / QK8_0; ++b) {
-    int32_t sum = 0;
-    for (int j = 0; j < QK8_0; ++j) sum += a[b].qs[j];
-    s8[b] = 8 * sum;
+  const int64_t nb = n_cols / QK8_0, np = q4_pairs(n_cols);
+  auto* s = static_cast<uint8_t*>(scratch);
+  std::memset(s, 0, static_cast<size_t>(np) * kQ4PairBytes);
+  auto* da = reinterpret_cast<float*>(s + np * kQ4PairBytes);
+  for (int64_t p = 0; p < np; ++p) {
+    uint8_t* lo = s + p * kQ4PairBytes;
+    uint8_t* hi = lo + 32;
+    auto* corr = reinterpret_cast<int32_t*>(lo + 64);
+    for (int j = 0; j < 2; ++j) {
+      const int64_t b = 2 * p + j;
+      da[b] = b < nb ? h2f(a[b].d) : 0.0f;
+      if (b >= nb) continue;
+      std::memcpy(lo + 16 * j, a[b].qs, 16);
+      std::memcpy(hi + 16 * j, a[b].qs + 16, 16);
+      for (int u = 0; u < 4; ++u) {
+        int32_t sum = 0;
+        for (int t = 4 * u; t < 4 * u + 4; ++t) sum += a[b].qs[t] + a[b].qs[16 + t];
+        corr[4 * j + u] = -8 * sum;
+      }
+    }
   }
 }
 
-void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const void* act,
+void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const void*,
                             const void* scratch, float* y) {
-  const auto* a = static_cast<const block_q8_0*>(act);
-  const auto* s8 = static_cast<const int32_t*>(scratch);
-  const int64_t nb = n_cols / QK4_0;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  for (int64_t r = 0; r < n_rows; r += 4) {
-    const block_q4_0* x[4];
-    for (int k = 0; k < 4; ++k)
-      x[k] = reinterpret_cast<const block_q4_0*>(w + static_cast<size_t>(std::min(r + k, n_rows - 1)) * row_bytes);
-    Sweep sweep = next_group(w, row_bytes, r + 4, n_rows, 4);
-    float acc[4] = {0, 0, 0, 0};
-    for (int64_t b = 0; b < nb; ++b) {
-      sweep.step(b, nb);
-      const __m256i av = load256(a[b].qs);
-      const float da = h2f(a[b].d);
-      for (int k = 0; k < 4; ++k) {
-        const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[k][b].qs));
-        const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(p, 4), p), low4);  // weights 0..31
-        const int32_t isum = hsum_i32_8(dot4(q, av)) - s8[b];                                // (q - 8) . a
-        acc[k] = fma1(static_cast<float>(isum), h2f(x[k][b].d) * da, acc[k]);
+  const int64_t nb = n_cols / QK4_0, np = q4_pairs(n_cols);
+  const auto* s = static_cast<const uint8_t*>(scratch);
+  const auto* da = reinterpret_cast<const float*>(s + np * kQ4PairBytes);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int64_t r0 = 0; r0 < n_rows; r0 += 8) {
+    const int64_t nr = std::min<int64_t>(8, n_rows - r0);
+    const uint8_t* rows[8];
+    alignas(32) int32_t off[8];
+    for (int r = 0; r < 8; ++r) {  // rows past the end repeat the last one; their lanes are dropped
+      const int64_t rr = std::min<int64_t>(r, nr - 1);
+      rows[r] = w + static_cast<size_t>(r0 + rr) * row_bytes;
+      off[r] = static_cast<int32_t>(static_cast<size_t>(rr) * row_bytes);
+    }
+    const __m256i offs = _mm256_load_si256(reinterpret_cast<const __m256i*>(off));
+    const uint8_t* base = rows[0];
+    Sweep sweep = next_group(w, row_bytes, r0 + 8, n_rows, 8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t p = 0; p < np; ++p) {
+      sweep.step(p, np);
+      const uint8_t* ps = s + p * kQ4PairBytes;
+      const __m256i alo = load256(ps), ahi = load256(ps + 32), corr = load256(ps + 64);
+      const bool two = 2 * p + 1 < nb;
+      const size_t at = static_cast<size_t>(p) * 2 * sizeof(block_q4_0);
+      __m256i quad[2];
+#pragma GCC unroll 2
+      for (int qd = 0; qd < 2; ++qd) {
+        __m256i part[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const uint8_t* q = rows[4 * qd + i] + at;
+          const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 2));
+          const __m128i q1 = two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 20)) : _mm_setzero_si128();
+          const __m256i packed = _mm256_set_m128i(q1, q0);
+          const __m256i lo = _mm256_and_si256(packed, low4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+          const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, alo), ones);
+          const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ahi), ones);
+          part[i] = _mm256_add_epi32(_mm256_add_epi32(plo, phi), corr);
+        }
+        quad[qd] = quad_sums(part[0], part[1], part[2], part[3]);
+      }
+      // Lane 0 of each quad is block 2p, lane 1 block 2p + 1: rows 0..7 per block.
+      const __m256i isum[2] = {_mm256_permute2x128_si256(quad[0], quad[1], 0x20),
+                               _mm256_permute2x128_si256(quad[0], quad[1], 0x31)};
+      for (int j = 0; j < (two ? 2 : 1); ++j) {
+        const int64_t b = 2 * p + j;
+        const __m256i h = _mm256_i32gather_epi32(reinterpret_cast<const int*>(base + b * sizeof(block_q4_0)), offs, 1);
+        // Low halves of the eight dwords -> eight fp16 values.
+        const __m256i packed16 = _mm256_shuffle_epi8(
+            h, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1,
+                                -1, -1, -1, -1, -1));
+        const __m128i halves = _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed16, 0x08));
+        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(halves), _mm256_set1_ps(da[b]));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), d, acc);
       }
     }
-    for (int k = 0; k < 4 && r + k < n_rows; ++k) y[r + k] = acc[k];
+    alignas(32) float out[8];
+    _mm256_store_ps(out, acc);
+    for (int r = 0; r < nr; ++r) y[r0 + r] = out[r];
   }
 }
 
