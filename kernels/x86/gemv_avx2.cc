@@ -1,8 +1,8 @@
 // AVX2 GEMV kernels (CPUs without AVX-512 VNNI): a few rows per pass share each activation load;
 // the integer block sums use vpmaddubsw + vpmaddwd (exact here: no pair of products reaches the
 // int16 limit), and the float steps follow ggml's order (kernels/gemv.h): eight lanes per row for
-// Q8_0 (vec_dot order); Q4_0 (repacked-8 order) reduce-transposes eight rows to one row per lane
-// and runs their FMA chains together; Q4_K keeps one scalar FMA chain per row.
+// Q8_0 (vec_dot order); Q4_0 and Q4_K (repacked-8 order) reduce-transpose eight rows to one row
+// per lane and run their FMA chains together.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -177,56 +177,111 @@ void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
   }
 }
 
-// ---- Q4_K, repacked-8 order: two rows per pass. Scratch: bsums[2s] + bsums[2s + 1] (int32 x 8). ----
+// ---- Q4_K, repacked-8 order: eight rows per pass, one row per float lane. Scratch per
+// super-block (32 bytes): 16 int16, eight zeros then the pair sums bsums[2s] + bsums[2s + 1] (as
+// ggml's _mm_hadd_epi16). ----
 
-size_t gemv_q4_K_repack8_scratch(int64_t n_cols) { return static_cast<size_t>(n_cols / QK_K) * 8 * sizeof(int32_t); }
+namespace {
+
+// The eight 6-bit scales and mins of a block_q4_K (ggml's get_scale_min_k4), from the 16 bytes
+// at `scales` (12 scale bytes + 4 quant bytes, ignored), as 16 int16: sc0..sc7, m0..m7.
+inline __m256i q4_K_scales_mins(const uint8_t* scales) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));  // dwords u0 u1 u2 -
+  const __m128i low6 = _mm_and_si128(v, _mm_set1_epi8(0x3F));                  // sc0-3 | m0-3
+  const __m128i top2 = _mm_and_si128(_mm_srli_epi32(v, 2), _mm_set1_epi8(0x30));
+  const __m128i u2 = _mm_shuffle_epi32(v, 0xAA);
+  const __m128i nib = _mm_unpacklo_epi32(_mm_and_si128(u2, _mm_set1_epi8(0x0F)),
+                                         _mm_and_si128(_mm_srli_epi32(u2, 4), _mm_set1_epi8(0x0F)));
+  const __m128i high = _mm_or_si128(nib, top2);                                // sc4-7 | m4-7
+  return _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(low6, high));                 // sc0-3 sc4-7 m0-3 m4-7
+}
+
+// Byte-shuffle control that repeats int16 word k over a 128-bit lane.
+inline __m256i word_splat(int k) {
+  return _mm256_setr_epi8(2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k,
+                          2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k,
+                          2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1);
+}
+
+}  // namespace
+
+size_t gemv_q4_K_repack8_scratch(int64_t n_cols) { return static_cast<size_t>(n_cols / QK_K) * 32; }
 
 void gemv_q4_K_repack8_prepare(const void* act, int64_t n_cols, void* scratch) {
   const auto* a = static_cast<const block_q8_K*>(act);
-  auto* bp = static_cast<int32_t*>(scratch);
+  auto* bp = static_cast<int16_t*>(scratch);
   for (int64_t b = 0; b < n_cols / QK_K; ++b)
-    for (int s = 0; s < 8; ++s) bp[8 * b + s] = a[b].bsums[2 * s] + a[b].bsums[2 * s + 1];
+    for (int s = 0; s < 8; ++s) {
+      bp[16 * b + s] = 0;
+      bp[16 * b + 8 + s] = static_cast<int16_t>(a[b].bsums[2 * s] + a[b].bsums[2 * s + 1]);
+    }
 }
 
 void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const void* act,
                             const void* scratch, float* y) {
   const auto* a = static_cast<const block_q8_K*>(act);
-  const auto* bp = static_cast<const int32_t*>(scratch);
+  const auto* bp = static_cast<const uint8_t*>(scratch);
   const int64_t nb = n_cols / QK_K;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  for (int64_t r = 0; r < n_rows; r += 2) {
-    const block_q4_K* x[2];
-    for (int k = 0; k < 2; ++k)
-      x[k] = reinterpret_cast<const block_q4_K*>(w + static_cast<size_t>(std::min(r + k, n_rows - 1)) * row_bytes);
-    Sweep sweep = next_group(w, row_bytes, r + 2, n_rows, 2);
-    float acc[2] = {0, 0}, acc_min[2] = {0, 0};
+  const __m256i pick_d = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13,
+                                          -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i pick_dmin = _mm256_setr_epi8(2, 3, 6, 7, 10, 11, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, 2, 3, 6, 7, 10, 11,
+                                             14, 15, -1, -1, -1, -1, -1, -1, -1, -1);
+  for (int64_t r0 = 0; r0 < n_rows; r0 += 8) {
+    const int64_t nr = std::min<int64_t>(8, n_rows - r0);
+    const uint8_t* rows[8];
+    alignas(32) int32_t off[8];
+    for (int r = 0; r < 8; ++r) {  // rows past the end repeat the last one; their lanes are dropped
+      const int64_t rr = std::min<int64_t>(r, nr - 1);
+      rows[r] = w + static_cast<size_t>(r0 + rr) * row_bytes;
+      off[r] = static_cast<int32_t>(static_cast<size_t>(rr) * row_bytes);
+    }
+    const __m256i offs = _mm256_load_si256(reinterpret_cast<const __m256i*>(off));
+    Sweep sweep = next_group(w, row_bytes, r0 + 8, n_rows, 8);
+    __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       sweep.step(b, nb);
-      for (int k = 0; k < 2; ++k) {
-        const uint8_t* q = x[k][b].scales;
-        int32_t sc[8], m[8];
-        for (int j = 0; j < 4; ++j) {  // ggml's get_scale_min_k4
-          sc[j] = q[j] & 63;
-          m[j] = q[j + 4] & 63;
-          sc[j + 4] = (q[j + 8] & 0x0F) | ((q[j] >> 6) << 4);
-          m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+      const __m256i bpv = load256(bp + 32 * b);
+      const size_t at = static_cast<size_t>(b) * sizeof(block_q4_K);
+      __m256i quad[2];
+#pragma GCC unroll 2
+      for (int qd = 0; qd < 2; ++qd) {
+        __m256i part[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const uint8_t* blk = rows[4 * qd + i] + at;
+          const __m256i sm = q4_K_scales_mins(blk + 4);
+          const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);  // sc0..sc7 in both lanes
+          __m256i v = _mm256_setzero_si256();
+#pragma GCC unroll 4
+          for (int g = 0; g < 4; ++g) {
+            const __m256i qs = load256(blk + 16 + 32 * g);
+            const __m256i lo = _mm256_and_si256(qs, low4), hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4);
+            const __m256i plo = _mm256_maddubs_epi16(lo, load256(a[b].qs + 64 * g));
+            const __m256i phi = _mm256_maddubs_epi16(hi, load256(a[b].qs + 64 * g + 32));
+            v = _mm256_add_epi32(v, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc, word_splat(2 * g))));
+            v = _mm256_add_epi32(v, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc, word_splat(2 * g + 1))));
+          }
+          // 128-bit lane 0: the scaled sums folded to four; lane 1: the mins times the pair sums.
+          const __m256i folded = _mm256_add_epi32(v, _mm256_permute2x128_si256(v, v, 0x01));
+          part[i] = _mm256_blend_epi32(folded, _mm256_madd_epi16(sm, bpv), 0xF0);
         }
-        __m256i v = _mm256_setzero_si256();
-        for (int g = 0; g < 4; ++g) {
-          const __m256i qs = load256(x[k][b].qs + 32 * g);
-          const __m256i lo = _mm256_and_si256(qs, low4), hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4);
-          const __m256i plo = _mm256_maddubs_epi16(lo, load256(a[b].qs + 64 * g));
-          const __m256i phi = _mm256_maddubs_epi16(hi, load256(a[b].qs + 64 * g + 32));
-          v = _mm256_add_epi32(v, _mm256_madd_epi16(plo, _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g]))));
-          v = _mm256_add_epi32(v, _mm256_madd_epi16(phi, _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g + 1]))));
-        }
-        int32_t imin = 0;
-        for (int s = 0; s < 8; ++s) imin += m[s] * bp[8 * b + s];
-        acc[k] = fma1(static_cast<float>(hsum_i32_8(v)), h2f(x[k][b].d) * a[b].d, acc[k]);
-        acc_min[k] = fma1(static_cast<float>(imin), h2f(x[k][b].dmin) * a[b].d, acc_min[k]);
+        quad[qd] = quad_sums(part[0], part[1], part[2], part[3]);
       }
+      const __m256i isum = _mm256_permute2x128_si256(quad[0], quad[1], 0x20);  // rows 0..7
+      const __m256i imin = _mm256_permute2x128_si256(quad[0], quad[1], 0x31);
+      const __m256i h = _mm256_i32gather_epi32(reinterpret_cast<const int*>(rows[0] + at), offs, 1);  // d | dmin << 16
+      const __m256 dav = _mm256_set1_ps(a[b].d);
+      const __m256 d = _mm256_mul_ps(
+          _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_shuffle_epi8(h, pick_d), 0x08))), dav);
+      const __m256 dmin = _mm256_mul_ps(
+          _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_shuffle_epi8(h, pick_dmin), 0x08))), dav);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc);
+      acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin, acc_min);
     }
-    for (int k = 0; k < 2 && r + k < n_rows; ++k) y[r + k] = acc[k] - acc_min[k];
+    alignas(32) float out[8];
+    _mm256_store_ps(out, _mm256_sub_ps(acc, acc_min));
+    for (int r = 0; r < nr; ++r) y[r0 + r] = out[r];
   }
 }
 
