@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "formats/error_text.h"
@@ -119,8 +120,10 @@ struct Rewriter {
   OnnxQuantReport report;
   std::set<std::string> replaced_weights;
   std::string first_skip;
+  std::map<std::string, int> uses;  // reads of each value before any rewrite
 
-  Rewriter(onnx::ModelProto* m, const OnnxQuantOptions& o) : model(m), opt(o), names(m->graph()) {}
+  Rewriter(onnx::ModelProto* m, const OnnxQuantOptions& o)
+      : model(m), opt(o), names(m->graph()), uses(count_uses(m->graph())) {}
 
   void skip(const std::string& why) {
     report.skipped.push_back(why);
@@ -183,6 +186,11 @@ struct Rewriter {
     if (find_constant(scopes, n.input(1)) != nullptr && !is_graph_input(scopes, n.input(1))) return false;
     if (attr_int(n, "axis", 0) != 0)
       return make_error(node_label(n) + ": axis " + std::to_string(attr_int(n, "axis", 0)) + " is not 0 (not a row lookup)");
+    // A table other nodes also read (a tied output projection through Transpose, a second lookup) stays
+    // float for them, so a quantized copy would only add bytes.
+    if (uses[n.input(0)] > 1)
+      return make_error(node_label(n) + ": table " + q(n.input(0)) + " is also read by " + std::to_string(uses[n.input(0)] - 1) +
+                        " other node(s); a 4-bit copy beside it would enlarge the model");
     SHRINK_ASSIGN(ConstantWeight w, constant_float_weight(n, 0, scopes));
     if (w.dims.size() != 2)
       return make_error(node_label(n) + ": table " + q(n.input(0)) + " has " + std::to_string(w.dims.size()) + " dims, not 2");

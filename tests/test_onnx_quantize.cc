@@ -189,8 +189,9 @@ TEST_CASE("MatMulNBits and blocked DequantizeLinear mean in ONNX Runtime what sh
 // ---- Embedding Gathers: weight-int4 -> com.microsoft.GatherBlockQuantized. ----
 
 // E = Gather(table (V, H), ids), Y = MatMul(E, W (H, 8)); both are graph outputs. A second Gather with
-// constant indices (shape-plumbing style) must be left alone.
-onnx::ModelProto embedding_model(int64_t V, int64_t H, const std::vector<float>& table, uint32_t seed) {
+// constant indices (shape-plumbing style) must be left alone; with `shared` it reads `table` too (so the
+// float table has to stay), else a table of its own.
+onnx::ModelProto embedding_model(int64_t V, int64_t H, const std::vector<float>& table, uint32_t seed, bool shared = false) {
   onnx::ModelProto m;
   m.set_ir_version(7);
   m.add_opset_import()->set_version(13);
@@ -206,9 +207,10 @@ onnx::ModelProto embedding_model(int64_t V, int64_t H, const std::vector<float>&
   *g->add_initializer() = oe::make_f32_tensor("table", {V, H}, table);
   *g->add_initializer() = oe::make_f32_tensor("W", {H, 8}, random_values(H * 8, seed));
   *g->add_initializer() = oe::make_i64_tensor("rows", {2}, {1, 3});
+  if (!shared) *g->add_initializer() = oe::make_f32_tensor("positions", {4, H}, random_values(4 * H, seed + 1));
   *g->add_node() = oe::make_node("Gather", {"table", "ids"}, {"E"}, "embed");
   *g->add_node() = oe::make_node("MatMul", {"E", "W"}, {"Y"}, "proj");
-  *g->add_node() = oe::make_node("Gather", {"table", "rows"}, {"R"}, "fixed_rows");
+  *g->add_node() = oe::make_node("Gather", {shared ? "table" : "positions", "rows"}, {"R"}, "fixed_rows");
   return m;
 }
 
@@ -244,6 +246,7 @@ TEST_CASE("weight-int4 turns an embedding Gather into GatherBlockQuantized that 
     CHECK(n.input_size() == (asym ? 4 : 3));
     CHECK(g.node(1).op_type() == "MatMulNBits");
     CHECK(g.node(2).op_type() == "Gather");  // constant indices: not an embedding lookup
+    for (const auto& t : g.initializer()) CHECK(t.name() != "table");  // the float table is gone
     const auto& data = initializer(q->proto, n.input(0));
     CHECK(data.data_type() == onnx::TensorProto::UINT8);
     CHECK(std::vector<int64_t>(data.dims().begin(), data.dims().end()) == std::vector<int64_t>{V, H / 2});
@@ -283,6 +286,13 @@ TEST_CASE("weight-int4 turns an embedding Gather into GatherBlockQuantized that 
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("node 'embed' (Gather): table 'table' has an odd row length 35") != std::string::npos);
   CHECK(r.out.find("fixed_rows") == std::string::npos);
+  // A table another node also reads stays float, with the reason.
+  write_model(embedding_model(V, H, random_values(V * H, seed + 11), seed + 12, /*shared=*/true), tmp / "shared.onnx");
+  r = run_shrink("quantize " + quote((tmp / "shared.onnx").string()) + " -o " + quote((tmp / "shared_q.onnx").string()) +
+                 " --method weight-int4");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("node 'embed' (Gather): table 'table' is also read by 1 other node(s)") != std::string::npos);
 }
 
 // A real embedding: stories260K exported to F32 ONNX (Gather from its (512, 64) token table, 5 layers
