@@ -578,3 +578,33 @@ TEST_CASE("executor's MatMulNBits, GatherBlockQuantized and blocked int4 Dequant
   }
   WARN("MatMulNBits (bits 2/4/8, blocks 16..256): max |ours - ORT| / max(1, |ORT|) = " << worst);
 }
+
+TEST_CASE("executor refuses GatherBlockQuantized forms ONNX Runtime does not run, and out-of-range indices", "[executor]") {
+  constexpr int32_t kU8 = onnx::TensorProto::UINT8, kI64 = onnx::TensorProto::INT64;
+  struct Bad {
+    int32_t type;
+    std::vector<int64_t> dims;
+    int64_t gather_axis, quantize_axis, block, bits;
+    std::vector<int64_t> idx;
+    std::string message;
+  };
+  const std::vector<Bad> cases = {
+      {kU8, {8, 32}, 1, 0, 16, 4, {0}, "uint8 data needs gather_axis 0 and quantize_axis 1"},
+      {kU8, {8, 32}, 0, 1, 16, 3, {0}, "bits 3 is not supported"},
+      {kU8, {8, 32}, 0, 1, 8, 4, {0}, "block_size 8 is not a power of two >= 16"},
+      {22, {8, 32}, 0, 0, 16, 4, {0}, "gather_axis and quantize_axis are both 0"},
+      {kU8, {8, 32}, 0, 1, 16, 4, {3, 8}, "index 8 (position 1) is outside [-8, 8)"},
+  };
+  for (const Bad& b : cases) {
+    INFO(b.message);
+    ContribModel cm(1);
+    cm.gather_bq("g", b.type, b.dims, b.gather_axis, b.quantize_axis, b.block, b.bits, false, kI64,
+                 {static_cast<int64_t>(b.idx.size())}, b.idx);
+    auto ex = OnnxExecutor::create(cm.model, "bad.onnx");
+    REQUIRE(ex.ok());
+    auto out = ex->run(cm.inputs);
+    REQUIRE(!out.ok());
+    CHECK(out.error().message.find("'g' (GatherBlockQuantized)") != std::string::npos);
+    CHECK(out.error().message.find(b.message) != std::string::npos);
+  }
+}
