@@ -152,9 +152,10 @@ int main(int argc, char** argv) {
     }
   }
   omp_set_num_threads(threads);
-  Api* L = new Api;  // stays alive: llama.cpp logs into it until exit
-  if (std::string e = L->load(llama_bins_dir()); !e.empty()) {
-    std::fprintf(stderr, "bench_eval: %s (run setup.sh)\n", e.c_str());
+  std::string error;
+  Api* L = process_api(llama_bins_dir(), &error);
+  if (L == nullptr) {
+    std::fprintf(stderr, "bench_eval: %s (run setup.sh)\n", error.c_str());
     return 1;
   }
 

@@ -10,11 +10,12 @@
 // catch it, so check them against the header again when the npm package is upgraded.
 //
 // Usage:
-//   shrink::libllama::Api api;
-//   if (std::string e = api.load(bins_dir); !e.empty()) { ... e names what is missing ... }
-//   llama_model_params mp = api.model_default_params(); ...
+//   std::string e;
+//   shrink::libllama::Api* api = shrink::libllama::process_api(bins_dir, &e);
+//   if (api == nullptr) { ... e names the missing file or symbol ... }
+//   llama_model_params mp = api->model_default_params(); ...
 // After load() the Api object collects llama.cpp's log in `log` / `warnings`, so it must stay where
-// it is (load() registers its address with llama_log_set); keep one per process.
+// it is (load() registers its address with llama_log_set); process_api() keeps one per process.
 #pragma once
 
 #include <dlfcn.h>
@@ -282,5 +283,20 @@ struct Api {
     if (a->last_level == kLogWarn || a->last_level == kLogError) a->warnings += text;
   }
 };
+
+// The process's one Api, loaded from `bins_dir` on the first call (later calls return it, whatever
+// their folder). Null, with the reason in *error, when loading failed; a failure is not retried.
+inline Api* process_api(const std::filesystem::path& bins_dir, std::string* error) {
+  static std::string failure;
+  static Api* api = [&]() -> Api* {
+    auto* a = new Api;  // never freed: llama.cpp keeps logging into it until exit
+    failure = a->load(bins_dir);
+    if (failure.empty()) return a;
+    delete a;
+    return nullptr;
+  }();
+  if (api == nullptr && error != nullptr) *error = failure;
+  return api;
+}
 
 }  // namespace shrink::libllama

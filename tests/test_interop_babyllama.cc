@@ -47,13 +47,9 @@ using namespace shrink::libllama;
 
 // Loaded once; the program skips (exit 77) when the npm package or a symbol is missing.
 Api& llama() {
-  static Api* l = [] {
-    auto* a = new Api;
-    if (std::string e = a->load(interop_dir() / kBinsUnderInterop); !e.empty())
-      skip_program("llama.cpp's libllama (npm package @node-llama-cpp/linux-x64): " + e);
-    return a;
-  }();
-  return *l;
+  std::string e;
+  if (Api* a = process_api(interop_dir() / kBinsUnderInterop, &e)) return *a;
+  skip_program("llama.cpp's libllama (npm package @node-llama-cpp/linux-x64): " + e);
 }
 
 // ---- One greedy run ----
