@@ -11,6 +11,7 @@
 
 #include "kernels/dot.h"
 #include "kernels/fp16.h"
+#include "kernels/ggml_ops.h"
 #include "kernels/kernels.h"
 #include "model/llama_model.h"
 
@@ -18,47 +19,6 @@ namespace shrink {
 namespace {
 
 inline float round_fp16(float x) { return kernels::fp16_to_fp32(kernels::fp32_to_fp16(x)); }
-
-// ggml_compute_forward_rms_norm_f32: sum of squares in double, scale = 1/sqrtf(mean + eps);
-// then ggml_mul by the norm weight.
-void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
-  const float mean = static_cast<float>(sum / static_cast<double>(n));
-  const float scale = 1.0f / std::sqrt(mean + eps);
-  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
-}
-
-// cos/sin of each rotated pair at position `pos`, as ggml's rope cache computes them: theta
-// starts at pos and is multiplied by freq_base^(-2/n_dims) per pair (in float).
-void rope_cache(float pos, int64_t n_dims, float freq_base, float freq_scale, const std::vector<float>& factors,
-                std::vector<float>& cs) {
-  const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_dims));
-  cs.resize(static_cast<size_t>(n_dims));
-  float theta = pos;
-  for (int64_t i0 = 0; i0 < n_dims; i0 += 2) {
-    const float ff = factors.empty() ? 1.0f : factors[static_cast<size_t>(i0 / 2)];
-    const float t = freq_scale * (theta / ff);
-    cs[static_cast<size_t>(i0)] = std::cos(t);
-    cs[static_cast<size_t>(i0 + 1)] = std::sin(t);
-    theta *= theta_scale;
-  }
-}
-
-// Rotates one head in place. GGUF "llama" pairs adjacent elements (2i, 2i+1) (ggml's normal
-// mode); "qwen2" pairs i with i + n_dims/2 (NEOX mode), llama.cpp's convention per architecture.
-void rope_head(float* x, int64_t n_dims, const std::vector<float>& cs, bool neox) {
-  for (int64_t i0 = 0; i0 < n_dims; i0 += 2) {
-    const float c = cs[static_cast<size_t>(i0)], s = cs[static_cast<size_t>(i0 + 1)];
-    const int64_t a = neox ? i0 / 2 : i0;
-    const int64_t b = neox ? i0 / 2 + n_dims / 2 : i0 + 1;
-    const float x0 = x[a], x1 = x[b];
-    x[a] = x0 * c - x1 * s;
-    x[b] = x0 * s + x1 * c;
-  }
-}
-
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
@@ -98,8 +58,12 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
 
   std::vector<std::vector<float>> rope(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t)
-    rope_cache(static_cast<float>(n_past + t), hd, freq_base, freq_scale, model.rope_freq_factors,
-               rope[static_cast<size_t>(t)]);
+  {
+    rope[static_cast<size_t>(t)].resize(static_cast<size_t>(hd));
+    kernels::rope_cache_ggml(static_cast<float>(n_past + t), hd, freq_base, freq_scale,
+                             model.rope_freq_factors.empty() ? nullptr : model.rope_freq_factors.data(),
+                             rope[static_cast<size_t>(t)].data());
+  }
 
   std::vector<float> q(static_cast<size_t>(T * dq)), k(static_cast<size_t>(T * dkv)), v(static_cast<size_t>(T * dkv));
   std::vector<float> attn(static_cast<size_t>(T * dq)), proj(static_cast<size_t>(T * d));
@@ -107,7 +71,7 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
 
   for (size_t il = 0; il < model.layers.size(); ++il) {
     const LlamaLayer& L = model.layers[il];
-    for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * d, L.attn_norm.data(), d, eps, h.data() + t * d);
+    for (int64_t t = 0; t < T; ++t) kernels::rms_norm_ggml(x.data() + t * d, L.attn_norm.data(), d, eps, h.data() + t * d);
     mm(L.wq, h.data(), T, q.data());  // (T, dq)
     mm(L.wk, h.data(), T, k.data());  // (T, dkv)
     mm(L.wv, h.data(), T, v.data());  // (T, dkv)
@@ -125,8 +89,8 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
     std::vector<float>& vc = cache.v[il];
     for (int64_t t = 0; t < T; ++t) {
       const auto& cs = rope[static_cast<size_t>(t)];
-      for (int64_t hh = 0; hh < n_head; ++hh) rope_head(q.data() + t * dq + hh * hd, hd, cs, neox);
-      for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rope_head(k.data() + t * dkv + hh * hd, hd, cs, neox);
+      for (int64_t hh = 0; hh < n_head; ++hh) kernels::rope_ggml(q.data() + t * dq + hh * hd, hd, cs.data(), neox);
+      for (int64_t hh = 0; hh < c.n_head_kv; ++hh) kernels::rope_ggml(k.data() + t * dkv + hh * hd, hd, cs.data(), neox);
       float* kd = kc.data() + (n_past + t) * dkv;
       float* vd = vc.data() + (n_past + t) * dkv;
       for (int64_t i = 0; i < dkv; ++i) {
@@ -135,8 +99,14 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
         vd[i] = f16_cache ? round_fp16(vv) : vv;
       }
     }
-    // Attention, one (token, head) pair per iteration. With an F16 cache ggml's products
-    // K*q and V*softmax convert q and the softmax weights to F16 (the F16 vec_dot_type).
+    // Attention, one (token, head) pair per iteration, in ggml's float order (kernels/ggml_ops.h).
+    // With an F16 cache ggml's products K*q and V*softmax convert q and the softmax weights to
+    // F16 (the F16 vec_dot_type). A batch of >= 2 tokens goes through tinyBLAS when the reduced
+    // dimension allows it (K*q: head_dim % 16; V*p: head_dim % 4, the KV length being a multiple
+    // of 256 in llama.cpp), otherwise ggml_vec_dot_f16.
+    const kernels::DotOrder vec_order = f16_cache ? kernels::DotOrder::kVecF16 : kernels::DotOrder::kVecF32;
+    const kernels::DotOrder kq_order = T >= 2 && hd % 16 == 0 ? kernels::DotOrder::kTiled : vec_order;
+    const kernels::DotOrder kqv_order = T >= 2 && hd % 4 == 0 ? kernels::DotOrder::kTiled : vec_order;
 #pragma omp parallel
     {
       std::vector<float> qh(static_cast<size_t>(hd)), p(static_cast<size_t>(n_past + T));
@@ -148,43 +118,25 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
             const float qv = q[static_cast<size_t>(t * dq + hh * hd + i)];
             qh[static_cast<size_t>(i)] = f16_cache ? round_fp16(qv) : qv;
           }
-          float max = -INFINITY;
           for (int64_t j = 0; j <= pos; ++j) {
             const float* kj = kc.data() + j * dkv + kvh * hd;
-            float s = 0;
-            for (int64_t i = 0; i < hd; ++i) s += qh[static_cast<size_t>(i)] * kj[i];
-            const float w = s * kq_scale;
-            p[static_cast<size_t>(j)] = w;
-            max = std::max(max, w);
+            p[static_cast<size_t>(j)] = kernels::dot_ggml(kq_order, kj, qh.data(), hd);
           }
-          double sum = 0;
-          for (int64_t j = 0; j <= pos; ++j) {
-            const float e = std::exp(p[static_cast<size_t>(j)] - max);
-            p[static_cast<size_t>(j)] = e;
-            sum += static_cast<double>(e);
-          }
-          const float inv = static_cast<float>(1.0 / sum);
-          for (int64_t j = 0; j <= pos; ++j) {
-            const float pj = p[static_cast<size_t>(j)] * inv;
-            p[static_cast<size_t>(j)] = f16_cache ? round_fp16(pj) : pj;
-          }
-          float* out = attn.data() + t * dq + hh * hd;
-          std::fill(out, out + hd, 0.0f);
-          for (int64_t j = 0; j <= pos; ++j) {
-            const float pj = p[static_cast<size_t>(j)];
-            const float* vj = vc.data() + j * dkv + kvh * hd;
-            for (int64_t i = 0; i < hd; ++i) out[i] += pj * vj[i];
-          }
+          kernels::softmax_ggml(p.data(), pos + 1, kq_scale);
+          if (f16_cache)
+            for (int64_t j = 0; j <= pos; ++j) p[static_cast<size_t>(j)] = round_fp16(p[static_cast<size_t>(j)]);
+          kernels::weighted_sum_ggml(vc.data() + kvh * hd, dkv, p.data(), pos + 1, hd, kqv_order,
+                                     attn.data() + t * dq + hh * hd);
         }
       }
     }
     mm(L.wo, attn.data(), T, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 
-    for (int64_t t = 0; t < T; ++t) rms_norm(x.data() + t * d, L.ffn_norm.data(), d, eps, h.data() + t * d);
+    for (int64_t t = 0; t < T; ++t) kernels::rms_norm_ggml(x.data() + t * d, L.ffn_norm.data(), d, eps, h.data() + t * d);
     mm(L.ffn_gate, h.data(), T, gate.data());
     mm(L.ffn_up, h.data(), T, up.data());
-    for (size_t i = 0; i < gate.size(); ++i) gate[i] = silu(gate[i]) * up[i];
+    for (int64_t t = 0; t < T; ++t) kernels::swiglu_ggml(gate.data() + t * ff, up.data() + t * ff, ff);
     mm(L.ffn_down, gate.data(), T, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
@@ -192,7 +144,7 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
 
   const int64_t n_out = T - logits_from;
   for (int64_t t = 0; t < n_out; ++t)
-    rms_norm(x.data() + (logits_from + t) * d, model.output_norm.data(), d, eps, h.data() + t * d);
+    kernels::rms_norm_ggml(x.data() + (logits_from + t) * d, model.output_norm.data(), d, eps, h.data() + t * d);
   logits.resize(static_cast<size_t>(n_out * c.n_vocab));
   if (n_out > 0) mm(model.output, h.data(), n_out, logits.data());
   return {};

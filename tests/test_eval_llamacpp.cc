@@ -11,16 +11,16 @@
 //    way depending on summation order. Those flips amplify the order noise: perturbing only
 //    shrink's own summation order moves single log-probabilities by up to ~4e-3. So the bound is
 //    on the mean and on perplexity, with a looser maximum.
-//  - Q8_0/Q4_0 weights: activations are quantized to Q8_0/Q8_1 before every product (as ggml
-//    does), a far coarser rounding with the same effect: perturbing shrink's own attention
-//    summation order moves single log-probabilities by up to ~0.2 and perplexity by ~4e-4.
-//    The first two positions of every chunk, where attention has almost nothing to sum, must
-//    agree within 5e-3 (measured up to ~1.1e-3: Q4_0 runs through ggml's repacked x86 kernels);
-//    elsewhere the mean and perplexity (within 0.1%) are bounded.
+//  - Q8_0/Q4_0 weights: activations are quantized to Q8_0 before every product (as ggml does),
+//    a far coarser rounding: in any other float order a value near a rounding tie flips and
+//    moves single log-probabilities by up to ~0.25. shrink follows ggml's AVX-512 order for
+//    products, softmax, SwiGLU, RoPE and norms, so here every log-probability agrees within 1e-3
+//    (measured 3.5e-8: print precision) and perplexity to 1e-6.
 // BabyLlama: llama.cpp (this build) aborts while loading any GGUF with its 105-symbol vocabulary
 // (an SPM vocabulary without byte tokens: std::out_of_range from the vocabulary code), so it is
 // checked against shrink itself: the llama2.c checkpoint and its F32 GGUF give the same numbers.
 #include <catch2/catch.hpp>
+
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -29,6 +29,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "kernels/gemm.h"
 
 #include "model/model_source.h"
 #include "tests/test_support.h"
@@ -202,26 +204,25 @@ TEST_CASE("shrink eval: F32 weights, F16 KV cache (llama.cpp's default) agree wi
   CHECK(a.ppl_rel <= 1e-3);
 }
 
-// Run twice: with the dispatched SIMD dot products (the default) and with the scalar reference
-// (SHRINK_FORCE_REF=1). The reference sums block products in order, as llama.cpp's x86 kernels
-// for these files do (repacked Q4_0 GEMM), so at the first positions of a chunk it stays within
-// 5e-3 (measured <= 1.1e-3). The SIMD variants agree with the reference to ~1e-7 per dot
-// (test_kernels_dot) but sum in another order, which flips Q8_0 activation rounding ties:
-// measured 0.012 (Q4_0) and 0.049 (Q8_0) at the first positions, hence the looser bound there.
-TEST_CASE("shrink eval: Q8_0 and Q4_0 weights agree with llama.cpp", "[data][eval][llamacpp]") {
+// shrink's products and attention follow ggml's AVX-512 float order (kernels/gemm.h,
+// kernels/ggml_ops.h), so on a machine where llama.cpp runs its AVX-512 build every Q8_0
+// activation rounds the same way in both and the log-probabilities agree to print precision
+// (measured: max 3.5e-8 Q8_0, 2.1e-8 Q4_0 over 12,192 tokens). Elsewhere (no AVX-512: llama.cpp
+// would take its AVX2 forms) only the old bounds hold: a tie that rounds differently moves one
+// log-probability by up to ~0.25, perplexity by < 0.1%.
+TEST_CASE("shrink eval: Q8_0 and Q4_0 weights agree with llama.cpp token by token", "[data][eval][llamacpp]") {
   Fixture& f = fixture();
-  for (const bool reference : {false, true}) {
-    if (reference) ::setenv("SHRINK_FORCE_REF", "1", 1);
-    for (const char* type : {"q8_0", "q4_0"}) {
-      const json& ref = f.llama_f32kv[type];
-      const json ours = shrink_eval(f.gguf[type], ref["tokens"].get<std::vector<int>>(), "--kv-type f32");
-      const Agreement a = compare(ours, ref);
-      INFO(type << (reference ? " (reference kernels)" : " (SIMD kernels)") << ": " << describe(ours, ref, a));
-      CHECK(a.max_abs_first2 <= (reference ? 5e-3 : 0.1));
-      CHECK(a.mean_abs <= 0.03);
-      CHECK(a.ppl_rel <= 1e-3);
-    }
-    if (reference) ::unsetenv("SHRINK_FORCE_REF");
+  const bool ggml_order = shrink::kernels::gemm_matches_ggml(shrink::TypeId::Q8_0, 64) &&
+                          shrink::kernels::gemm_matches_ggml(shrink::TypeId::Q4_0, 64);
+  if (!ggml_order) WARN("no AVX-512 on this CPU: shrink cannot follow llama.cpp's float order here; checking the loose bounds");
+  for (const char* type : {"q8_0", "q4_0"}) {
+    const json& ref = f.llama_f32kv[type];
+    const json ours = shrink_eval(f.gguf[type], ref["tokens"].get<std::vector<int>>(), "--kv-type f32");
+    const Agreement a = compare(ours, ref);
+    INFO(type << ": " << describe(ours, ref, a));
+    CHECK(ours["n_chunks"] == ref["n_chunks"]);
+    CHECK(a.max_abs <= (ggml_order ? 1e-3 : 0.3));
+    CHECK(a.ppl_rel <= (ggml_order ? 1e-6 : 1e-3));
   }
 }
 
