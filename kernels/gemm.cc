@@ -218,7 +218,7 @@ bool gemm_matches_ggml(TypeId type, int64_t n_rows) {
     case TypeId::F16:
     case TypeId::Q8_0:
     case TypeId::Q4_0: return true;
-    case TypeId::Q4_K: return n_rows % 8 == 0;
+    case TypeId::Q4_K: return true;  // rows % 8 != 0: ggml's vec_dot order (kernels/x86/dot_avx512.cc)
     default: return false;
   }
 #else
@@ -246,7 +246,10 @@ void gemm(TypeId type, const void* w, size_t row_bytes, int64_t n_rows, int64_t 
       case TypeId::F16: return gemm_f16(static_cast<const uint16_t*>(w), row_bytes, n_rows, n_cols, x, n_tokens, y);
       case TypeId::Q8_0:
       case TypeId::Q4_0: return gemm_q8_0_acts(type, wb, row_bytes, n_rows, n_cols, x, n_tokens, y);
-      case TypeId::Q4_K: return gemm_q4_K_repacked(wb, row_bytes, n_rows, n_cols, x, n_tokens, y);
+      case TypeId::Q4_K:
+        // Not repacked by llama.cpp: no tinyBLAS for Q4_K, so ggml's vec_dot per output.
+        if (n_rows % 8 != 0) break;
+        return gemm_q4_K_repacked(wb, row_bytes, n_rows, n_cols, x, n_tokens, y);
       default: break;
     }
   }

@@ -3,14 +3,15 @@
 // (n_rows, n_cols) in `type`, row r at w + r * row_bytes. The activations are converted once
 // per call to vec_dot_type(type) (kernels/dot.h).
 //
-// On x86 CPUs with AVX-512 (F, BW, VL, DQ, VNNI) the F32, F16, Q8_0, Q4_0 and Q4_K (n_rows % 8 == 0)
-// products run register-tiled kernels (kernels/gemm_kernels.h) that repeat the float operations
-// of the kernel llama.cpp itself picks for that type and shape on such a CPU (tinyBLAS, the
-// CPU_REPACK GEMM/GEMV, or vec_dot), so every output is bit-identical to ggml_mul_mat there,
-// for any token count. One token goes to kernels::gemv (kernels/gemv.h: ggml's one-token
-// orders) except F32, which stays here (ggml_vec_dot_f32). Everything else (other types, other CPUs, SHRINK_FORCE_REF=1) takes one
-// dispatched vec_dot per (token, row) pair: equal to ggml within float-summation bounds, not to
-// the bit. OpenMP threads split the work; the result does not depend on the thread count.
+// On x86 CPUs with AVX-512 (F, BW, VL, DQ, VNNI) the F32, F16, Q8_0, Q4_0 and Q4_K products
+// repeat the float operations of the kernel llama.cpp itself picks for that type and shape on
+// such a CPU (tinyBLAS, the CPU_REPACK GEMM/GEMV, or vec_dot), so every output is bit-identical
+// to ggml_mul_mat there, for any token count: register-tiled kernels (kernels/gemm_kernels.h),
+// kernels::gemv for one token (kernels/gemv.h; F32 excepted, which stays here), and for Q4_K
+// with n_rows % 8 != 0 ggml's own vec_dot per output (kernels/x86/dot_avx512.cc). Everything
+// else (other types, other CPUs, SHRINK_FORCE_REF=1) takes one dispatched vec_dot per
+// (token, row) pair: equal to ggml within float-summation bounds, not to the bit. OpenMP
+// threads split the work; the result does not depend on the thread count.
 #pragma once
 
 #include <cstddef>

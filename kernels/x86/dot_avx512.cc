@@ -140,13 +140,21 @@ float vec_dot_q4_0_q8_0(int64_t n, const void* vw, const void* va) {
   return hsum8(acc);
 }
 
+// ggml's ggml_vec_dot_q4_K_q8_K as its AVX-512 (zen4) build runs it: the AVX2 code of
+// arch/x86/quants.c. Per super-block, 8 int32 lanes (lane c = sum over sub-blocks j of
+// scale_j * the products of elements 4c..4c+3 of sub-block j, exact) go into one 8-lane fma
+// with d = d_x * d_w; the mins into 4 lanes (lane l = m_2l s_2l + m_2l+1 s_2l+1, s_j the sum of
+// the sub-block's two 16-element bsums) with dmin = -d_x * dmin_w; then hsum_float_8 of the
+// first plus ((a0 + a2) + (a1 + a3)) of the second. So this returns ggml's bits exactly.
 float vec_dot_q4_K_q8_K(int64_t n, const void* vw, const void* va) {
   const auto* x = static_cast<const block_q4_K*>(vw);
   const auto* y = static_cast<const block_q8_K*>(va);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m512 acc = _mm512_setzero_ps();
-  float mins = 0;
+  __m256 acc = _mm256_setzero_ps();
+  float acc_m[4] = {0, 0, 0, 0};
   for (int64_t i = 0; i < n / QK_K; ++i) {
+    const float d = y[i].d * h2f(x[i].d);
+    const float dmin = -y[i].d * h2f(x[i].dmin);
     // The eight 6-bit scales and mins (ggml's get_scale_min_k4 layout).
     const uint8_t* q = x[i].scales;
     int32_t sc[8], m[8];
@@ -156,21 +164,25 @@ float vec_dot_q4_K_q8_K(int64_t n, const void* vw, const void* va) {
       sc[j + 4] = (q[j + 8] & 0xF) | ((q[j] >> 6) << 4);
       m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
     }
-    __m512i isum = _mm512_setzero_si512();
-    for (int g = 0; g < 4; ++g) {
-      // Low nibbles are weights 64g..64g+31, high nibbles 64g+32..64g+63: one contiguous run
-      // of 64 activations, sub-block 2g in lanes 0..7 and 2g+1 in lanes 8..15.
-      const __m256i qs = load256(x[i].qs + 32 * g);
-      const __m512i u = join(_mm256_and_si256(qs, low4), _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4));
-      const __m512i scales = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * g]), _mm256_set1_epi32(sc[2 * g + 1]), 1);
-      isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dp(u, load512(y[i].qs + 64 * g)), scales));
+    for (int l = 0; l < 4; ++l) {
+      const int32_t s0 = y[i].bsums[4 * l] + y[i].bsums[4 * l + 1], s1 = y[i].bsums[4 * l + 2] + y[i].bsums[4 * l + 3];
+      acc_m[l] = __builtin_fmaf(dmin, static_cast<float>(m[2 * l] * s0 + m[2 * l + 1] * s1), acc_m[l]);
     }
-    int32_t msum = 0;
-    for (int j = 0; j < 8; ++j) msum += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-    acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(x[i].d) * y[i].d), _mm512_cvtepi32_ps(isum), acc);
-    mins += h2f(x[i].dmin) * y[i].d * static_cast<float>(msum);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      const __m256i qs = load256(x[i].qs + 32 * j);
+      const __m256i lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(qs, low4), load256(y[i].qs + 64 * j));
+      const __m256i hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4),
+                                             load256(y[i].qs + 64 * j + 32));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_mullo_epi32(lo, _mm256_set1_epi32(sc[2 * j])),
+                                                     _mm256_mullo_epi32(hi, _mm256_set1_epi32(sc[2 * j + 1]))));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
   }
-  return _mm512_reduce_add_ps(acc) - mins;
+  __m128 h = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
 }
 
 float vec_dot_q6_K_q8_K(int64_t n, const void* vw, const void* va) {
