@@ -103,9 +103,11 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
     // With an F16 cache ggml's products K*q and V*softmax convert q and the softmax weights to
     // F16 (the F16 vec_dot_type). A batch of >= 2 tokens goes through tinyBLAS when the reduced
     // dimension allows it (K*q: head_dim % 16; V*p: head_dim % 4, the KV length being a multiple
-    // of 256 in llama.cpp), otherwise ggml_vec_dot_f16.
+    // of 256 in llama.cpp), otherwise ggml_vec_dot_f16/f32. With an F32 cache K*q never reaches
+    // tinyBLAS: q is a permuted (non-contiguous) view that needs no conversion, and
+    // ggml_compute_forward_mul_mat offers llamafile only contiguous or converted activations.
     const kernels::DotOrder vec_order = f16_cache ? kernels::DotOrder::kVecF16 : kernels::DotOrder::kVecF32;
-    const kernels::DotOrder kq_order = T >= 2 && hd % 16 == 0 ? kernels::DotOrder::kTiled : vec_order;
+    const kernels::DotOrder kq_order = f16_cache && T >= 2 && hd % 16 == 0 ? kernels::DotOrder::kTiled : vec_order;
     const kernels::DotOrder kqv_order = T >= 2 && hd % 4 == 0 ? kernels::DotOrder::kTiled : vec_order;
 #pragma omp parallel
     {

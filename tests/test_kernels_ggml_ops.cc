@@ -46,6 +46,7 @@ struct Ggml {
   void* (*get_data)(void*) = nullptr;
   void* (*soft_max_ext)(void*, void*, void*, float, float) = nullptr;
   void* (*mul_mat)(void*, void*, void*) = nullptr;
+  void* (*permute)(void*, void*, int, int, int, int) = nullptr;
   void* (*swiglu_split)(void*, void*, void*) = nullptr;
   void* (*rms_norm)(void*, void*, float) = nullptr;
   void* (*mul)(void*, void*, void*) = nullptr;
@@ -90,6 +91,7 @@ const Ggml& ggml() {
     r.sym(r.base, r.get_data, "ggml_get_data");
     r.sym(r.base, r.soft_max_ext, "ggml_soft_max_ext");
     r.sym(r.base, r.mul_mat, "ggml_mul_mat");
+    r.sym(r.base, r.permute, "ggml_permute");
     r.sym(r.base, r.swiglu_split, "ggml_swiglu_split");
     r.sym(r.base, r.rms_norm, "ggml_rms_norm");
     r.sym(r.base, r.mul, "ggml_mul");
@@ -270,21 +272,27 @@ TEST_CASE("attention products K*q and V*p equal ggml_mul_mat on an F16 and an F3
         const std::string what = std::string(f16 ? "F16" : "F32") + " hd " + std::to_string(hd) + " tokens " +
                                  std::to_string(T);
         const std::vector<float> kv = normal(rng, static_cast<size_t>(kKv * hd), 1.0f);
-        // K*q: K (kKv, hd) rows, q (T, hd) -> scores (T, kKv).
+        // K*q as llama.cpp builds it: K (kKv, hd) rows of one KV head shared by two query heads
+        // (GQA broadcast), q a permuted view (hd, T, 2 heads) of the (hd, 2 heads, T) projection
+        // -> scores (2 heads, T, kKv).
         {
-          const std::vector<float> q = normal(rng, static_cast<size_t>(T * hd), 1.0f);
+          const int64_t heads = 2;
+          const std::vector<float> q = normal(rng, static_cast<size_t>(T * heads * hd), 1.0f);
           Graph g;
           void* a = f16 ? g.f16({hd, kKv}, kv) : g.f32({hd, kKv}, kv);
-          void* b = g.f32({hd, T}, q);
-          const std::vector<float> ref = g.compute(g.api().mul_mat(g.ctx(), a, b), static_cast<size_t>(T * kKv));
+          void* b = g.api().permute(g.ctx(), g.f32({hd, heads, T}, q), 0, 2, 1, 3);
+          const std::vector<float> ref =
+              g.compute(g.api().mul_mat(g.ctx(), a, b), static_cast<size_t>(heads * T * kKv));
           std::vector<float> ours(ref.size()), kr(kv.size()), qh(static_cast<size_t>(hd));
           for (size_t i = 0; i < kv.size(); ++i) kr[i] = cache_value(kv[i]);
-          const k::DotOrder order = T >= 2 && hd % 16 == 0 ? k::DotOrder::kTiled : vec;
-          for (int64_t t = 0; t < T; ++t) {
-            for (int64_t i = 0; i < hd; ++i) qh[static_cast<size_t>(i)] = cache_value(q[static_cast<size_t>(t * hd + i)]);
-            for (int64_t j = 0; j < kKv; ++j)
-              ours[static_cast<size_t>(t * kKv + j)] = k::dot_ggml(order, kr.data() + j * hd, qh.data(), hd);
-          }
+          const k::DotOrder order = f16 && T >= 2 && hd % 16 == 0 ? k::DotOrder::kTiled : vec;
+          for (int64_t h = 0; h < heads; ++h)
+            for (int64_t t = 0; t < T; ++t) {
+              for (int64_t i = 0; i < hd; ++i)
+                qh[static_cast<size_t>(i)] = cache_value(q[static_cast<size_t>((t * heads + h) * hd + i)]);
+              for (int64_t j = 0; j < kKv; ++j)
+                ours[static_cast<size_t>((h * T + t) * kKv + j)] = k::dot_ggml(order, kr.data() + j * hd, qh.data(), hd);
+            }
           require_identical(ours, ref, "K*q " + what);
         }
         // V*p: V^T (hd, kKv) (llama.cpp stores V transposed without flash attention), p (T, kKv)
