@@ -4,13 +4,12 @@
 // both chunked and scored as llama-perplexity does (ctx 128, second half of each chunk).
 //
 // What "agree" can mean here, measured (20 KB slice, 96 chunks):
-//  - F32 weights, F32 KV cache: the computations differ only in float summation order; every
-//    log-probability agrees within ~2e-5, perplexity within ~1e-7 relative.
+//  - F32 weights, F32 KV cache: every log-probability within 1e-3 (measured 2.7e-8, print
+//    precision: the same float order as llama.cpp's AVX-512 build; 2.4e-5 before it was matched).
 //  - F16 KV cache (llama.cpp's default): keys, values, queries and attention weights are rounded
-//    to F16 on both sides, and a value that lies near an F16 rounding boundary can round either
-//    way depending on summation order. Those flips amplify the order noise: perturbing only
-//    shrink's own summation order moves single log-probabilities by up to ~4e-3. So the bound is
-//    on the mean and on perplexity, with a looser maximum.
+//    to F16 on both sides; in any other summation order a value near an F16 rounding boundary
+//    flips and moves single log-probabilities by up to ~5e-3. In ggml's order: measured 2.3e-8.
+//    Without AVX-512 the looser bounds (max 0.05, mean 1e-3) apply.
 //  - Q8_0/Q4_0 weights: activations are quantized to Q8_0 before every product (as ggml does),
 //    a far coarser rounding: in any other float order a value near a rounding tie flips and
 //    moves single log-probabilities by up to ~0.25. shrink follows ggml's AVX-512 order for
@@ -199,9 +198,10 @@ TEST_CASE("shrink eval: F32 weights, F16 KV cache (llama.cpp's default) agree wi
   const json ours = shrink_eval(f.gguf["f32"], ref["tokens"].get<std::vector<int>>(), "--chunks 40");
   const Agreement a = compare(ours, ref);
   INFO(describe(ours, ref, a));
+  const bool ggml_order = shrink::kernels::gemm_matches_ggml(shrink::TypeId::F32, 64);
   CHECK(a.mean_abs <= 1e-3);
-  CHECK(a.max_abs <= 0.05);
-  CHECK(a.ppl_rel <= 1e-3);
+  CHECK(a.max_abs <= (ggml_order ? 1e-3 : 0.05));
+  CHECK(a.ppl_rel <= (ggml_order ? 1e-6 : 1e-3));
 }
 
 // shrink's products and attention follow ggml's AVX-512 float order (kernels/gemm.h,

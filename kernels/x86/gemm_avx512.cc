@@ -3,6 +3,7 @@
 // 32-bit lane: a 512-bit register holds 16 tokens' 4-byte slices of one block, and one
 // broadcast 4-byte slice of a weight row is multiplied into all 16 at once (vpdpbusd), so the
 // weights are used in their file layout, never repacked.
+#include <cmath>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -267,9 +268,13 @@ void f32_vec_dot(const float* w, int64_t ldw, int64_t n_rows, int64_t n_cols, co
       s[1] = _mm512_add_ps(s[1], s[3]);
       s[0] = _mm512_add_ps(s[0], s[1]);
       float sum = _mm512_reduce_add_ps(s[0]);
-      // ggml's leftovers: `sumf += x[i]*y[i]`, a rounded product then a rounded sum (this file
-      // is built with -ffp-contract=off, so no fma here either).
-      for (int64_t i = np; i < n_cols; ++i) sum += wr[i] * xt[i];
+      // ggml's leftovers, `sumf += x[i]*y[i]`, as the shipped build compiled them: vectorized 16
+      // and then 8 at a time (rounded products added in order), and the last n % 8 in the scalar
+      // epilogue, contracted to fused multiply-adds (kernels/ggml_ops.cc dot_f32_vec, checked
+      // against libggml-cpu-zen4's ggml_vec_dot_f32).
+      const int64_t plain_end = n_cols - (n_cols - np) % 8;
+      for (int64_t i = np; i < plain_end; ++i) sum += wr[i] * xt[i];
+      for (int64_t i = plain_end; i < n_cols; ++i) sum = std::fma(wr[i], xt[i], sum);
       y[t * ldy + r] = sum;
     }
   }
