@@ -9,11 +9,11 @@
 //                  b = x - n ln2 in two fused steps, a degree-5 polynomial with Arm's
 //                  optimized-routines coefficients, scalef; |n| > 192 saturates to 0 / inf.
 //   reduce16       _mm512_reduce_add_ps: (v[i] + v[i+8]), then +4, then +2, then +1.
-//   dot_f16_tiled  tinyBLAS<16, __m512> (llamafile/sgemm.cpp) on F16 x F16, used by mul_mat
-//                  when the batch has >= 2 tokens and k % 16 == 0: one 16-lane fused-multiply-add
-//                  accumulator per output, then reduce16.
-//   dot_f16_vec    ggml_vec_dot_f16 (vec.cpp): four 16-lane accumulators over 64-element steps,
-//                  folded (0+2, 1+3, 0+1), reduce16 into a double, the tail in double.
+//   dot_ggml       kTiled: tinyBLAS<16, __m512> (llamafile/sgemm.cpp), used by mul_mat when the
+//                  batch has >= 2 tokens and k % 16 == 0: one 16-lane fused-multiply-add
+//                  accumulator per output, then reduce16. kVecF16: ggml_vec_dot_f16 (vec.cpp):
+//                  four 16-lane accumulators over 64-element steps, folded (0+2, 1+3, 0+1),
+//                  reduce16 into a double, the tail in double. kVecF32: ggml_vec_dot_f32.
 //   softmax_ggml   ggml_compute_forward_soft_max_f32 + ggml_vec_soft_max_f32 with llama.cpp's
 //                  KV length padded to 256 (so every element takes the 16-wide path): scores
 //                  scaled, max, e = expf_ggml(w - max), the sum of each 16-group reduced and
@@ -23,8 +23,10 @@
 // Inputs of the F16 dots are floats already rounded to F16 (the KV cache and the converted
 // activations), whose products are exact in float.
 //
-// On a CPU without AVX-512 the same order is computed by the scalar code (std::fma), so results
-// are deterministic across machines; llama.cpp itself would take its AVX2 forms there.
+// Variants: the scalar reference (kernels/ref/ggml_ops_ref.cc, std::fma where ggml fuses) and
+// AVX-512 (kernels/x86/ggml_ops_avx512.cc), same bits. On a CPU without AVX-512 the reference
+// runs, so results are the same on every machine; llama.cpp itself would take its AVX2 forms
+// there.
 #pragma once
 
 #include <cstdint>
@@ -46,23 +48,24 @@ void rope_ggml(float* x, int64_t n_dims, const float* cs, bool neox);
 float expf_ggml(float x);
 float reduce16(const float* v);  // v[16]
 
-// sum_i a[i] * b[i]; n % 16 == 0.
-float dot_f16_tiled(const float* a, const float* b, int64_t n);
-// sum_i a[i] * b[i], any n.
-float dot_f16_vec(const float* a, const float* b, int64_t n);
-// ggml_vec_dot_f32: the same four 16-lane accumulators, but the sum is kept in float; the tail
-// adds rounded products 16 and 8 at a time and fuses the last n % 8 (as the shipped binary's
-// compiler vectorized the tail loop: checked against its disassembly and its results).
-float dot_f32_vec(const float* a, const float* b, int64_t n);
-
-// Which of the three orders a product takes (see above).
+// Which order a product takes (see the table above): tinyBLAS's one 16-lane accumulator;
+// ggml_vec_dot_f16's four 16-lane accumulators with the tail in double; ggml_vec_dot_f32's
+// four accumulators kept in float, whose tail the shipped build adds 16 and 8 rounded products
+// at a time and fuses the last n % 8 (checked against its disassembly and its results).
 enum class DotOrder { kTiled, kVecF16, kVecF32 };
+
+// sum_i a[i] * b[i] in `order`; for kTiled n % 16 == 0.
 float dot_ggml(DotOrder order, const float* a, const float* b, int64_t n);
 
-// out[i] = sum_j v[j * v_stride + i] * p[j] for i < n_out, j < n (n_out outputs sharing p):
-// the attention-weighted sum of values, each output in `order` (n rounded up to the vector step
-// with zero weights, as llama.cpp's KV length padded to 256 gives).
-void weighted_sum_ggml(const float* v, int64_t v_stride, const float* p, int64_t n, int64_t n_out, DotOrder order,
+// n rounded up to the order's vector step (16 tiled, 64 otherwise).
+int64_t padded_length(DotOrder order, int64_t n);
+
+// out[i] = sum_j vt[i * vt_stride + j] * p[j], i < n_out, j < n: the attention-weighted sum of
+// values with V stored transposed (one row per dimension, as llama.cpp's cache without flash
+// attention). Like llama.cpp, which sums over its whole 256-padded KV length with zero weights
+// past each token's position, it reads p and every vt row up to padded_length(order, n):
+// those weights must be zero and those values finite.
+void weighted_sum_ggml(const float* vt, int64_t vt_stride, const float* p, int64_t n, int64_t n_out, DotOrder order,
                        float* out);
 
 // In place: p[0..n) raw scores -> probabilities of softmax(p * scale) in ggml's order.

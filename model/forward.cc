@@ -92,11 +92,10 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
       for (int64_t hh = 0; hh < n_head; ++hh) kernels::rope_ggml(q.data() + t * dq + hh * hd, hd, cs.data(), neox);
       for (int64_t hh = 0; hh < c.n_head_kv; ++hh) kernels::rope_ggml(k.data() + t * dkv + hh * hd, hd, cs.data(), neox);
       float* kd = kc.data() + (n_past + t) * dkv;
-      float* vd = vc.data() + (n_past + t) * dkv;
       for (int64_t i = 0; i < dkv; ++i) {
         const float kv = k[static_cast<size_t>(t * dkv + i)], vv = v[static_cast<size_t>(t * dkv + i)];
         kd[i] = f16_cache ? round_fp16(kv) : kv;
-        vd[i] = f16_cache ? round_fp16(vv) : vv;
+        vc[static_cast<size_t>(i * cache.v_stride + n_past + t)] = f16_cache ? round_fp16(vv) : vv;
       }
     }
     // Attention, one (token, head) pair per iteration, in ggml's float order (kernels/ggml_ops.h).
@@ -111,7 +110,8 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
     const kernels::DotOrder kqv_order = T >= 2 && hd % 4 == 0 ? kernels::DotOrder::kTiled : vec_order;
 #pragma omp parallel
     {
-      std::vector<float> qh(static_cast<size_t>(hd)), p(static_cast<size_t>(n_past + T));
+      // Weights padded with zeros to the vector step (llama.cpp's masked KV positions).
+      std::vector<float> qh(static_cast<size_t>(hd)), p(static_cast<size_t>(cache.v_stride), 0.0f);
 #pragma omp for schedule(static) collapse(2)
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t hh = 0; hh < n_head; ++hh) {
@@ -127,8 +127,9 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
           kernels::softmax_ggml(p.data(), pos + 1, kq_scale);
           if (f16_cache)
             for (int64_t j = 0; j <= pos; ++j) p[static_cast<size_t>(j)] = round_fp16(p[static_cast<size_t>(j)]);
-          kernels::weighted_sum_ggml(vc.data() + kvh * hd, dkv, p.data(), pos + 1, hd, kqv_order,
-                                     attn.data() + t * dq + hh * hd);
+          std::fill(p.begin() + pos + 1, p.begin() + kernels::padded_length(kqv_order, pos + 1), 0.0f);
+          kernels::weighted_sum_ggml(vc.data() + kvh * hd * cache.v_stride, cache.v_stride, p.data(), pos + 1, hd,
+                                     kqv_order, attn.data() + t * dq + hh * hd);
         }
       }
     }

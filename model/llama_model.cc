@@ -125,9 +125,10 @@ KvCache make_kv_cache(const LlamaModel& model, int64_t n_ctx, KvCacheType type) 
   KvCache c;
   c.n_ctx = n_ctx;
   c.type = type;
-  const size_t n = static_cast<size_t>(n_ctx * model.config.n_embd_kv());
-  c.k.assign(model.layers.size(), std::vector<float>(n));
-  c.v.assign(model.layers.size(), std::vector<float>(n));
+  c.v_stride = (n_ctx + 63) / 64 * 64;
+  const size_t n_kv = static_cast<size_t>(model.config.n_embd_kv());
+  c.k.assign(model.layers.size(), std::vector<float>(static_cast<size_t>(n_ctx) * n_kv));
+  c.v.assign(model.layers.size(), std::vector<float>(static_cast<size_t>(c.v_stride) * n_kv, 0.0f));
   return c;
 }
 

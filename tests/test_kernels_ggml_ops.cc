@@ -19,6 +19,8 @@
 
 #include "kernels/fp16.h"
 #include "kernels/ggml_ops.h"
+#include "kernels/ggml_ops_impl.h"
+#include "kernels/dispatch.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -309,16 +311,14 @@ TEST_CASE("attention products K*q and V*p equal ggml_mul_mat on an F16 and an F3
           void* a = f16 ? g.f16({kKv, hd}, kv) : g.f32({kKv, hd}, kv);  // row i = dimension i over all positions
           void* b = g.f32({kKv, T}, p);
           const std::vector<float> ref = g.compute(g.api().mul_mat(g.ctx(), a, b), static_cast<size_t>(T * hd));
-          // Our cache layout: (position, dimension); V^T row i is column i of it.
-          std::vector<float> cache(static_cast<size_t>(kKv * hd)), ph(static_cast<size_t>(kKv));
-          for (int64_t i = 0; i < hd; ++i)
-            for (int64_t j = 0; j < kKv; ++j)
-              cache[static_cast<size_t>(j * hd + i)] = cache_value(kv[static_cast<size_t>(i * kKv + j)]);
+          // shrink's cache holds V transposed too: row i = dimension i over positions.
+          std::vector<float> vt(static_cast<size_t>(kKv * hd)), ph(static_cast<size_t>(kKv));
+          for (size_t i = 0; i < kv.size(); ++i) vt[i] = cache_value(kv[i]);
           std::vector<float> ours(ref.size());
           const k::DotOrder order = T >= 2 && hd % 4 == 0 ? k::DotOrder::kTiled : vec;
           for (int64_t t = 0; t < T; ++t) {
             for (int64_t j = 0; j < kKv; ++j) ph[static_cast<size_t>(j)] = cache_value(p[static_cast<size_t>(t * kKv + j)]);
-            k::weighted_sum_ggml(cache.data(), hd, ph.data(), n_of[static_cast<size_t>(t)], hd, order, ours.data() + t * hd);
+            k::weighted_sum_ggml(vt.data(), kKv, ph.data(), n_of[static_cast<size_t>(t)], hd, order, ours.data() + t * hd);
           }
           require_identical(ours, ref, "V*p " + what);
         }
@@ -326,3 +326,43 @@ TEST_CASE("attention products K*q and V*p equal ggml_mul_mat on an F16 and an F3
     }
   }
 }
+
+// Without ggml: the AVX-512 variant equals the scalar reference bit for bit (the reference is
+// what a machine without AVX-512 runs, so both kinds of machine compute the same numbers).
+#if defined(SHRINK_HAVE_X86)
+TEST_CASE("AVX-512 ggml-order ops equal the scalar reference", "[ggml_ops]") {
+  const k::CpuFeatures& f = k::cpu_features();
+  if (!(f.avx512f && f.avx512dq)) {
+    WARN("no AVX-512F/DQ on this CPU: only the reference runs here");
+    return;
+  }
+  std::mt19937 rng(static_cast<uint32_t>(test::seed()));
+  for (const int64_t n : {1, 7, 15, 16, 17, 63, 64, 65, 95, 128, 172, 255, 256, 1000}) {
+    for (const float sigma : {0.01f, 1.0f, 30.0f}) {
+      const std::vector<float> a = normal(rng, static_cast<size_t>(n), sigma), b = normal(rng, static_cast<size_t>(n), 1.0f);
+      INFO("n " << n << " sigma " << sigma << " (rerun with --rng-seed " << test::seed() << ")");
+      auto same = [](float x, float y) { return std::memcmp(&x, &y, 4) == 0; };
+      CHECK(same(k::ref::dot_vec_f16(a.data(), b.data(), n), k::avx512::dot_vec_f16(a.data(), b.data(), n)));
+      CHECK(same(k::ref::dot_vec_f32(a.data(), b.data(), n), k::avx512::dot_vec_f32(a.data(), b.data(), n)));
+      if (n % 16 == 0) CHECK(same(k::ref::dot_tiled(a.data(), b.data(), n), k::avx512::dot_tiled(a.data(), b.data(), n)));
+      std::vector<float> p1 = a, p2 = a;
+      k::ref::softmax(p1.data(), n, 0.125f);
+      k::avx512::softmax(p2.data(), n, 0.125f);
+      require_identical(p2, p1, "softmax");
+      std::vector<float> g1 = a, g2 = a;
+      k::ref::swiglu(g1.data(), b.data(), n);
+      k::avx512::swiglu(g2.data(), b.data(), n);
+      require_identical(g2, g1, "swiglu");
+    }
+  }
+  // exp's saturation: arguments far below and above the float range.
+  std::vector<float> x = {-1e30f, -200.0f, -104.0f, -88.0f, 0.0f, 88.0f, 89.0f, 200.0f, 1e30f, -INFINITY};
+  std::vector<float> g1 = x, g2 = x, up(x.size(), 1.0f);
+  g1.resize(16, 0.0f);
+  g2.resize(16, 0.0f);
+  up.resize(16, 1.0f);
+  k::ref::swiglu(g1.data(), up.data(), 16);
+  k::avx512::swiglu(g2.data(), up.data(), 16);
+  for (size_t i = 0; i < 16; ++i) CHECK(std::memcmp(&g1[i], &g2[i], 4) == 0);
+}
+#endif  // SHRINK_HAVE_X86
