@@ -13,6 +13,7 @@ namespace {
 
 struct Impl {
   float (*dot_tiled)(const float*, const float*, int64_t);
+  void (*scores_tiled)(const float*, int64_t, const float*, int64_t, int64_t, float*);
   float (*dot_vec_f16)(const float*, const float*, int64_t);
   float (*dot_vec_f32)(const float*, const float*, int64_t);
   void (*softmax)(float*, int64_t, float);
@@ -24,9 +25,9 @@ const Impl& impl() {
 #if defined(SHRINK_HAVE_X86)
     const CpuFeatures& f = cpu_features();
     if (!force_reference() && f.avx512f && f.avx512dq)
-      return Impl{avx512::dot_tiled, avx512::dot_vec_f16, avx512::dot_vec_f32, avx512::softmax, avx512::swiglu};
+      return Impl{avx512::dot_tiled, avx512::scores_tiled, avx512::dot_vec_f16, avx512::dot_vec_f32, avx512::softmax, avx512::swiglu};
 #endif
-    return Impl{ref::dot_tiled, ref::dot_vec_f16, ref::dot_vec_f32, ref::softmax, ref::swiglu};
+    return Impl{ref::dot_tiled, ref::scores_tiled, ref::dot_vec_f16, ref::dot_vec_f32, ref::softmax, ref::swiglu};
   }();
   return chosen;
 }
@@ -40,6 +41,11 @@ float dot_ggml(DotOrder order, const float* a, const float* b, int64_t n) {
     case DotOrder::kVecF32: return impl().dot_vec_f32(a, b, n);
   }
   return 0.0f;
+}
+
+void scores_ggml(DotOrder order, const float* k, int64_t k_stride, const float* q, int64_t hd, int64_t n, float* out) {
+  if (order == DotOrder::kTiled) return impl().scores_tiled(k, k_stride, q, hd, n, out);
+  for (int64_t j = 0; j < n; ++j) out[j] = dot_ggml(order, k + j * k_stride, q, hd);
 }
 
 int64_t padded_length(DotOrder order, int64_t n) {

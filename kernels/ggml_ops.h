@@ -57,6 +57,10 @@ enum class DotOrder { kTiled, kVecF16, kVecF32 };
 // sum_i a[i] * b[i] in `order`; for kTiled n % 16 == 0.
 float dot_ggml(DotOrder order, const float* a, const float* b, int64_t n);
 
+// out[j] = dot_ggml(order, k + j * k_stride, q, hd) for j < n: one query's scores against n
+// cached keys.
+void scores_ggml(DotOrder order, const float* k, int64_t k_stride, const float* q, int64_t hd, int64_t n, float* out);
+
 // n rounded up to the order's vector step (16 tiled, 64 otherwise).
 int64_t padded_length(DotOrder order, int64_t n);
 

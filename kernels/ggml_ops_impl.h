@@ -9,6 +9,7 @@ namespace shrink::kernels {
 
 #define SHRINK_GGML_OPS_DECLS                                       \
   float dot_tiled(const float* a, const float* b, int64_t n);      \
+  void scores_tiled(const float* k, int64_t k_stride, const float* q, int64_t hd, int64_t n, float* out); \
   float dot_vec_f16(const float* a, const float* b, int64_t n);    \
   float dot_vec_f32(const float* a, const float* b, int64_t n);    \
   void softmax(float* p, int64_t n, float scale);                  \

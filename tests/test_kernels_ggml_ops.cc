@@ -292,8 +292,7 @@ TEST_CASE("attention products K*q and V*p equal ggml_mul_mat on an F16 and an F3
             for (int64_t t = 0; t < T; ++t) {
               for (int64_t i = 0; i < hd; ++i)
                 qh[static_cast<size_t>(i)] = cache_value(q[static_cast<size_t>((t * heads + h) * hd + i)]);
-              for (int64_t j = 0; j < kKv; ++j)
-                ours[static_cast<size_t>((h * T + t) * kKv + j)] = k::dot_ggml(order, kr.data() + j * hd, qh.data(), hd);
+              k::scores_ggml(order, kr.data(), hd, qh.data(), hd, kKv, ours.data() + (h * T + t) * kKv);
             }
           require_identical(ours, ref, "K*q " + what);
         }
@@ -345,6 +344,14 @@ TEST_CASE("AVX-512 ggml-order ops equal the scalar reference", "[ggml_ops]") {
       CHECK(same(k::ref::dot_vec_f16(a.data(), b.data(), n), k::avx512::dot_vec_f16(a.data(), b.data(), n)));
       CHECK(same(k::ref::dot_vec_f32(a.data(), b.data(), n), k::avx512::dot_vec_f32(a.data(), b.data(), n)));
       if (n % 16 == 0) CHECK(same(k::ref::dot_tiled(a.data(), b.data(), n), k::avx512::dot_tiled(a.data(), b.data(), n)));
+      if (n % 16 == 0) {
+        // Scores of one query against 7 keys (a ragged count for the 4-key passes), stride n + 16.
+        const std::vector<float> keys = normal(rng, static_cast<size_t>(7 * (n + 16)), 1.0f);
+        std::vector<float> s1(7), s2(7);
+        k::ref::scores_tiled(keys.data(), n + 16, b.data(), n, 7, s1.data());
+        k::avx512::scores_tiled(keys.data(), n + 16, b.data(), n, 7, s2.data());
+        require_identical(s2, s1, "scores_tiled");
+      }
       std::vector<float> p1 = a, p2 = a;
       k::ref::softmax(p1.data(), n, 0.125f);
       k::avx512::softmax(p2.data(), n, 0.125f);

@@ -72,6 +72,10 @@ float dot_tiled(const float* a, const float* b, int64_t n) {
   return reduce16(acc);
 }
 
+void scores_tiled(const float* k, int64_t k_stride, const float* q, int64_t hd, int64_t n, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = dot_tiled(k + j * k_stride, q, hd);
+}
+
 float dot_vec_f16(const float* a, const float* b, int64_t n) {
   const int64_t np = n & ~int64_t{63};
   double sum = 0;

@@ -51,6 +51,28 @@ float dot_tiled(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
+// Four keys per pass share each load of q; every score keeps its own accumulator and reduction,
+// so the bits are dot_tiled's.
+void scores_tiled(const float* k, int64_t k_stride, const float* q, int64_t hd, int64_t n, float* out) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* k0 = k + j * k_stride;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (int64_t c = 0; c < hd; c += 16) {
+      const __m512 qv = _mm512_loadu_ps(q + c);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + c), qv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + k_stride + c), qv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 2 * k_stride + c), qv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 3 * k_stride + c), qv, a3);
+    }
+    out[j] = _mm512_reduce_add_ps(a0);
+    out[j + 1] = _mm512_reduce_add_ps(a1);
+    out[j + 2] = _mm512_reduce_add_ps(a2);
+    out[j + 3] = _mm512_reduce_add_ps(a3);
+  }
+  for (; j < n; ++j) out[j] = dot_tiled(k + j * k_stride, q, hd);
+}
+
 float dot_vec_f16(const float* a, const float* b, int64_t n) {
   const int64_t np = n & ~int64_t{63};
   double sum = np > 0 ? static_cast<double>(_mm512_reduce_add_ps(four_accumulators(a, b, np))) : 0.0;
