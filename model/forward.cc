@@ -51,7 +51,19 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
   };
 
   // (T, d) residual stream; embedding rows dequantized (ggml_get_rows).
-  std::vector<float> x(static_cast<size_t>(T * d)), h(static_cast<size_t>(T * d));
+  // Activation buffers, reused across calls on this thread (a 512-token chunk of a 1024-wide
+  // model touches ~30 MB; fresh vectors cost a page fault per 4 KB on every call). Every element
+  // is written before it is read.
+  struct Workspace {
+    std::vector<float> x, h, q, k, v, attn, proj, gate, up;
+  };
+  thread_local Workspace ws;
+  auto sized = [](std::vector<float>& b, int64_t n) -> std::vector<float>& {
+    b.resize(static_cast<size_t>(n));
+    return b;
+  };
+  std::vector<float>& x = sized(ws.x, T * d);
+  std::vector<float>& h = sized(ws.h, T * d);
   for (int64_t t = 0; t < T; ++t)
     kernels::dequantize_rows(model.token_embd.type, model.token_embd.row(tokens[static_cast<size_t>(t)]),
                              x.data() + t * d, 1, d);
@@ -65,9 +77,13 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
                              rope[static_cast<size_t>(t)].data());
   }
 
-  std::vector<float> q(static_cast<size_t>(T * dq)), k(static_cast<size_t>(T * dkv)), v(static_cast<size_t>(T * dkv));
-  std::vector<float> attn(static_cast<size_t>(T * dq)), proj(static_cast<size_t>(T * d));
-  std::vector<float> gate(static_cast<size_t>(T * ff)), up(static_cast<size_t>(T * ff));
+  std::vector<float>& q = sized(ws.q, T * dq);
+  std::vector<float>& k = sized(ws.k, T * dkv);
+  std::vector<float>& v = sized(ws.v, T * dkv);
+  std::vector<float>& attn = sized(ws.attn, T * dq);
+  std::vector<float>& proj = sized(ws.proj, T * d);
+  std::vector<float>& gate = sized(ws.gate, T * ff);
+  std::vector<float>& up = sized(ws.up, T * ff);
 
   for (size_t il = 0; il < model.layers.size(); ++il) {
     const LlamaLayer& L = model.layers[il];

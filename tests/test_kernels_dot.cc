@@ -32,6 +32,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "kernels/act_quant.h"
 #include "kernels/dispatch.h"
 #include "kernels/dot.h"
 #include "kernels/fp16.h"
@@ -334,6 +335,34 @@ TEST_CASE("dispatch: every type has a dot, SHRINK_FORCE_REF picks the reference"
     if (kernels::force_reference()) REQUIRE(d->isa == kernels::Isa::kRef);
   }
 }
+
+#if defined(SHRINK_HAVE_X86)
+// The AVX-512 Q8_0 activation quantizer writes the reference's bytes: random rows, rows of exact
+// rounding ties (k + 0.5 steps of amax / 127), zero blocks and +-max blocks.
+TEST_CASE("Q8_0 activations: AVX-512 bytes == reference bytes", "[kernels][dot]") {
+  if (!kernels::cpu_features().avx512f) {
+    WARN("no AVX-512F on this CPU: only the reference runs here");
+    return;
+  }
+  Rng rng(test::seed());
+  for (const int64_t n : {32, 64, 288, 4096}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      std::vector<float> x(static_cast<size_t>(n));
+      fill_random_row(rng, x.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        if (kind == 1) x[static_cast<size_t>(i)] = (static_cast<float>(i % 255) - 127.0f + 0.5f) * (3.0f / 127.0f);
+        if (kind == 2 && i < 32) x[static_cast<size_t>(i)] = 0.0f;
+        if (kind == 3) x[static_cast<size_t>(i)] = (i % 2 ? 1.0f : -1.0f) * 1e30f;
+      }
+      std::vector<uint8_t> a(row_size(TypeId::Q8_0, n)), b(a.size());
+      kernels::ref::quantize_act_q8_0(x.data(), a.data(), n);
+      kernels::avx512::quantize_act_q8_0(x.data(), b.data(), n);
+      INFO("n " << n << " kind " << kind << " (rerun with --rng-seed " << test::seed() << ")");
+      CHECK(a == b);
+    }
+  }
+}
+#endif
 
 // gemm() tiles rows and tokens and spreads them over threads; each output must still be exactly
 // the dispatched vec_dot of its (row, token) pair on the activations quantize_activation makes.

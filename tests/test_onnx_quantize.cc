@@ -279,6 +279,14 @@ TEST_CASE("weight-int4 turns an embedding Gather into GatherBlockQuantized that 
   auto k = read_onnx(tmp / "k.onnx");
   REQUIRE(k.ok());
   CHECK(k->proto.graph().node(0).op_type() == "Gather");
+  // ... or --no-quant-gather.
+  r = run_shrink("quantize " + quote((tmp / "e.onnx").string()) + " -o " + quote((tmp / "k2.onnx").string()) +
+                 " --method weight-int4 --no-quant-gather");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  auto k2 = read_onnx(tmp / "k2.onnx");
+  REQUIRE(k2.ok());
+  CHECK(k2->proto.graph().node(0).op_type() == "Gather");
   write_model(embedding_model(V, 35, random_values(V * 35, seed + 9), seed + 10), tmp / "odd.onnx");
   r = run_shrink("quantize " + quote((tmp / "odd.onnx").string()) + " -o " + quote((tmp / "odd_q.onnx").string()) +
                  " --method weight-int4");

@@ -22,6 +22,7 @@ struct OnnxArgs {
   int64_t accuracy_level = 0;
   bool asymmetric = false;
   bool per_channel = false;
+  bool no_quant_gather = false;
   std::string weight_type = "int8";
   std::vector<std::string> op_types, exclude_nodes;
   std::string external = "auto";
@@ -77,7 +78,8 @@ void add_quantize_onnx_options(CLI::App* quant) {
     }
   });
   quant->add_option("--method", a.method,
-                    "ONNX input only: weight-int4 (MatMul/Gemm -> com.microsoft.MatMulNBits), weight-int4-qdq "
+                    "ONNX input only: weight-int4 (MatMul/Gemm -> com.microsoft.MatMulNBits, embedding Gathers -> "
+                    "com.microsoft.GatherBlockQuantized), weight-int4-qdq "
                     "(int4 weights + DequantizeLinear-21 with block_size), weight-int8 (per-channel int8 weights + "
                     "DequantizeLinear for Conv/Gemm/MatMul), dynamic (DynamicQuantizeLinear + MatMulInteger/ConvInteger), "
                     "static (QDQ: uint8 activations from calibration, int8 weights; see --calib)");
@@ -88,6 +90,9 @@ void add_quantize_onnx_options(CLI::App* quant) {
       ->capture_default_str();
   quant->add_flag("--asymmetric", a.asymmetric, "ONNX 4-bit methods: per-block zero points (default: symmetric)");
   quant->add_flag("--per-channel", a.per_channel, "ONNX dynamic/static: one weight scale per output channel");
+  quant->add_flag("--no-quant-gather", a.no_quant_gather,
+                  "ONNX weight-int4: keep embedding Gathers in float (default: GatherBlockQuantized with the same "
+                  "blocks as the MatMuls)");
   quant->add_option("--weight-type", a.weight_type, "ONNX dynamic: int8 (symmetric) or uint8 (asymmetric) weights")
       ->capture_default_str();
   quant->add_option("--op-types", a.op_types, "ONNX: quantize only these op types (e.g. MatMul Conv)");
@@ -119,6 +124,7 @@ int run_quantize_onnx(const std::string& input, const std::string& output, bool 
   opt.accuracy_level = a.accuracy_level;
   opt.asymmetric = a.asymmetric;
   opt.per_channel = a.per_channel;
+  opt.quantize_gather = !a.no_quant_gather;
   if (a.weight_type == "uint8") opt.weight_uint8 = true;
   else if (a.weight_type != "int8") return fail("--weight-type " + a.weight_type + ": choose int8 or uint8");
   opt.op_types = a.op_types;
