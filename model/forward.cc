@@ -87,6 +87,7 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
 
   for (size_t il = 0; il < model.layers.size(); ++il) {
     const LlamaLayer& L = model.layers[il];
+#pragma omp parallel for schedule(static) if (T > 1)
     for (int64_t t = 0; t < T; ++t) kernels::rms_norm_ggml(x.data() + t * d, L.attn_norm.data(), d, eps, h.data() + t * d);
     mm(L.wq, h.data(), T, q.data());  // (T, dq)
     mm(L.wk, h.data(), T, k.data());  // (T, dkv)
@@ -103,6 +104,7 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
     // RoPE; keys and values into the cache (ggml_cpy F32 -> F16 rounds to nearest even).
     std::vector<float>& kc = cache.k[il];
     std::vector<float>& vc = cache.v[il];
+#pragma omp parallel for schedule(static) if (T > 1)
     for (int64_t t = 0; t < T; ++t) {
       const auto& cs = rope[static_cast<size_t>(t)];
       for (int64_t hh = 0; hh < n_head; ++hh) kernels::rope_ggml(q.data() + t * dq + hh * hd, hd, cs.data(), neox);
@@ -149,14 +151,22 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
       }
     }
     mm(L.wo, attn.data(), T, proj.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
-
-    for (int64_t t = 0; t < T; ++t) kernels::rms_norm_ggml(x.data() + t * d, L.ffn_norm.data(), d, eps, h.data() + t * d);
+    // Residual add and the FFN norm, token rows split over the threads (one region, no
+    // serial stretch for the other thread to wait through).
+#pragma omp parallel for schedule(static) if (T > 1)
+    for (int64_t t = 0; t < T; ++t) {
+      float* xt = x.data() + t * d;
+      const float* pt = proj.data() + t * d;
+      for (int64_t i = 0; i < d; ++i) xt[i] += pt[i];
+      kernels::rms_norm_ggml(xt, L.ffn_norm.data(), d, eps, h.data() + t * d);
+    }
     mm(L.ffn_gate, h.data(), T, gate.data());
     mm(L.ffn_up, h.data(), T, up.data());
+#pragma omp parallel for schedule(static) if (T > 1)
     for (int64_t t = 0; t < T; ++t) kernels::swiglu_ggml(gate.data() + t * ff, up.data() + t * ff, ff);
     mm(L.ffn_down, gate.data(), T, proj.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+#pragma omp parallel for schedule(static) if (T > 1)
+    for (int64_t i = 0; i < T * d; ++i) x[static_cast<size_t>(i)] += proj[static_cast<size_t>(i)];
   }
   cache.n_past += T;
 
