@@ -76,40 +76,32 @@ void scores_tiled(const float* k, int64_t k_stride, const float* q, int64_t hd, 
   for (int64_t j = 0; j < n; ++j) out[j] = dot_tiled(k + j * k_stride, q, hd);
 }
 
+// ggml's four 16-lane accumulators over the first np (a multiple of 64) elements, folded
+// (0+2, 1+3, then 0+1) and reduced by reduce16; 0 when np is 0.
+float four_accumulators(const float* a, const float* b, int64_t np) {
+  if (np == 0) return 0.0f;
+  float acc[4][16] = {};
+  for (int64_t i = 0; i < np; i += 64)
+    for (int r = 0; r < 4; ++r)
+      for (int l = 0; l < 16; ++l) acc[r][l] = std::fma(a[i + 16 * r + l], b[i + 16 * r + l], acc[r][l]);
+  for (int l = 0; l < 16; ++l) {
+    acc[0][l] += acc[2][l];
+    acc[1][l] += acc[3][l];
+  }
+  for (int l = 0; l < 16; ++l) acc[0][l] += acc[1][l];
+  return reduce16(acc[0]);
+}
+
 float dot_vec_f16(const float* a, const float* b, int64_t n) {
   const int64_t np = n & ~int64_t{63};
-  double sum = 0;
-  if (np > 0) {
-    float acc[4][16] = {};
-    for (int64_t i = 0; i < np; i += 64)
-      for (int r = 0; r < 4; ++r)
-        for (int l = 0; l < 16; ++l) acc[r][l] = std::fma(a[i + 16 * r + l], b[i + 16 * r + l], acc[r][l]);
-    for (int l = 0; l < 16; ++l) {
-      acc[0][l] += acc[2][l];
-      acc[1][l] += acc[3][l];
-    }
-    for (int l = 0; l < 16; ++l) acc[0][l] += acc[1][l];
-    sum = static_cast<double>(reduce16(acc[0]));
-  }
+  double sum = static_cast<double>(four_accumulators(a, b, np));
   for (int64_t i = np; i < n; ++i) sum += static_cast<double>(a[i] * b[i]);
   return static_cast<float>(sum);
 }
 
 float dot_vec_f32(const float* a, const float* b, int64_t n) {
   const int64_t np = n & ~int64_t{63};
-  float sum = 0;
-  if (np > 0) {
-    float acc[4][16] = {};
-    for (int64_t i = 0; i < np; i += 64)
-      for (int r = 0; r < 4; ++r)
-        for (int l = 0; l < 16; ++l) acc[r][l] = std::fma(a[i + 16 * r + l], b[i + 16 * r + l], acc[r][l]);
-    for (int l = 0; l < 16; ++l) {
-      acc[0][l] += acc[2][l];
-      acc[1][l] += acc[3][l];
-    }
-    for (int l = 0; l < 16; ++l) acc[0][l] += acc[1][l];
-    sum = reduce16(acc[0]);
-  }
+  float sum = four_accumulators(a, b, np);
   // The tail as the shipped build compiled `sumf += x[i]*y[i]`: vectorized 16 and then 8 at a
   // time (products rounded, then added in order), and the last n % 8 elements in the scalar
   // epilogue, where the compiler contracted to a fused multiply-add.
