@@ -14,6 +14,7 @@ namespace {
 struct Impl {
   float (*dot_tiled)(const float*, const float*, int64_t);
   void (*scores_tiled)(const float*, int64_t, const float*, int64_t, int64_t, float*);
+  void (*weighted_tiled)(const float*, int64_t, const float*, int64_t, int64_t, float*);
   float (*dot_vec_f16)(const float*, const float*, int64_t);
   float (*dot_vec_f32)(const float*, const float*, int64_t);
   void (*softmax)(float*, int64_t, float);
@@ -25,9 +26,9 @@ const Impl& impl() {
 #if defined(SHRINK_HAVE_X86)
     const CpuFeatures& f = cpu_features();
     if (!force_reference() && f.avx512f && f.avx512dq)
-      return Impl{avx512::dot_tiled, avx512::scores_tiled, avx512::dot_vec_f16, avx512::dot_vec_f32, avx512::softmax, avx512::swiglu};
+      return Impl{avx512::dot_tiled, avx512::scores_tiled, avx512::weighted_tiled, avx512::dot_vec_f16, avx512::dot_vec_f32, avx512::softmax, avx512::swiglu};
 #endif
-    return Impl{ref::dot_tiled, ref::scores_tiled, ref::dot_vec_f16, ref::dot_vec_f32, ref::softmax, ref::swiglu};
+    return Impl{ref::dot_tiled, ref::scores_tiled, ref::weighted_tiled, ref::dot_vec_f16, ref::dot_vec_f32, ref::softmax, ref::swiglu};
   }();
   return chosen;
 }
@@ -57,6 +58,7 @@ void weighted_sum_ggml(const float* vt, int64_t vt_stride, const float* p, int64
                        float* out) {
   const int64_t np = padded_length(order, n);
   const Impl& f = impl();
+  if (order == DotOrder::kTiled) return f.weighted_tiled(vt, vt_stride, p, np, n_out, out);
   for (int64_t i = 0; i < n_out; ++i) {
     const float* row = vt + i * vt_stride;
     switch (order) {

@@ -10,6 +10,7 @@ namespace shrink::kernels {
 #define SHRINK_GGML_OPS_DECLS                                       \
   float dot_tiled(const float* a, const float* b, int64_t n);      \
   void scores_tiled(const float* k, int64_t k_stride, const float* q, int64_t hd, int64_t n, float* out); \
+  void weighted_tiled(const float* vt, int64_t vt_stride, const float* p, int64_t np, int64_t n_out, float* out); \
   float dot_vec_f16(const float* a, const float* b, int64_t n);    \
   float dot_vec_f32(const float* a, const float* b, int64_t n);    \
   void softmax(float* p, int64_t n, float scale);                  \

@@ -351,6 +351,10 @@ TEST_CASE("AVX-512 ggml-order ops equal the scalar reference", "[ggml_ops]") {
         k::ref::scores_tiled(keys.data(), n + 16, b.data(), n, 7, s1.data());
         k::avx512::scores_tiled(keys.data(), n + 16, b.data(), n, 7, s2.data());
         require_identical(s2, s1, "scores_tiled");
+        std::vector<float> w1(7), w2(7);
+        k::ref::weighted_tiled(keys.data(), n + 16, b.data(), n, 7, w1.data());
+        k::avx512::weighted_tiled(keys.data(), n + 16, b.data(), n, 7, w2.data());
+        require_identical(w2, w1, "weighted_tiled");
       }
       std::vector<float> p1 = a, p2 = a;
       k::ref::softmax(p1.data(), n, 0.125f);

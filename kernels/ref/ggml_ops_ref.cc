@@ -92,6 +92,10 @@ float four_accumulators(const float* a, const float* b, int64_t np) {
   return reduce16(acc[0]);
 }
 
+void weighted_tiled(const float* vt, int64_t vt_stride, const float* p, int64_t np, int64_t n_out, float* out) {
+  for (int64_t i = 0; i < n_out; ++i) out[i] = dot_tiled(vt + i * vt_stride, p, np);
+}
+
 float dot_vec_f16(const float* a, const float* b, int64_t n) {
   const int64_t np = n & ~int64_t{63};
   double sum = static_cast<double>(four_accumulators(a, b, np));

@@ -73,6 +73,27 @@ void scores_tiled(const float* k, int64_t k_stride, const float* q, int64_t hd, 
   for (; j < n; ++j) out[j] = dot_tiled(k + j * k_stride, q, hd);
 }
 
+// Four value rows per pass share each load of the weights; each output keeps dot_tiled's bits.
+void weighted_tiled(const float* vt, int64_t vt_stride, const float* p, int64_t np, int64_t n_out, float* out) {
+  int64_t i = 0;
+  for (; i + 4 <= n_out; i += 4) {
+    const float* v0 = vt + i * vt_stride;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (int64_t c = 0; c < np; c += 16) {
+      const __m512 pv = _mm512_loadu_ps(p + c);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v0 + c), pv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(v0 + vt_stride + c), pv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(v0 + 2 * vt_stride + c), pv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(v0 + 3 * vt_stride + c), pv, a3);
+    }
+    out[i] = _mm512_reduce_add_ps(a0);
+    out[i + 1] = _mm512_reduce_add_ps(a1);
+    out[i + 2] = _mm512_reduce_add_ps(a2);
+    out[i + 3] = _mm512_reduce_add_ps(a3);
+  }
+  for (; i < n_out; ++i) out[i] = dot_tiled(vt + i * vt_stride, p, np);
+}
+
 float dot_vec_f16(const float* a, const float* b, int64_t n) {
   const int64_t np = n & ~int64_t{63};
   double sum = np > 0 ? static_cast<double>(_mm512_reduce_add_ps(four_accumulators(a, b, np))) : 0.0;
