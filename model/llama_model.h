@@ -68,10 +68,12 @@ struct KvCache {
   int64_t n_ctx = 0;
   int64_t n_past = 0;               // positions already filled
   KvCacheType type = KvCacheType::F16;
-  // Per layer, F16-rounded when type is F16: keys (n_ctx, n_embd_kv); values transposed,
-  // (n_embd_kv, v_stride), one row per dimension, as llama.cpp stores them without flash
-  // attention, so a value row is contiguous for the attention-weighted sum. v_stride is n_ctx
-  // rounded up to 64 with zeros past the written positions (the sum reads whole vector steps).
+  // Per layer, F16-rounded when type is F16: keys by head, (n_head_kv, n_ctx, head_dim), so one
+  // head's keys are contiguous for the scores (position-major rows 4 KB apart thrashed the TLB);
+  // values transposed, (n_embd_kv, v_stride), one row per dimension, as llama.cpp stores them
+  // without flash attention, so a value row is contiguous for the attention-weighted sum.
+  // v_stride is n_ctx rounded up to 64 with zeros past the written positions (the sum reads
+  // whole vector steps).
   std::vector<std::vector<float>> k, v;
   int64_t v_stride = 0;
 
