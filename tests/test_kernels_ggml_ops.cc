@@ -345,15 +345,16 @@ TEST_CASE("AVX-512 ggml-order ops equal the scalar reference", "[ggml_ops]") {
       CHECK(same(k::ref::dot_vec_f32(a.data(), b.data(), n), k::avx512::dot_vec_f32(a.data(), b.data(), n)));
       if (n % 16 == 0) CHECK(same(k::ref::dot_tiled(a.data(), b.data(), n), k::avx512::dot_tiled(a.data(), b.data(), n)));
       if (n % 16 == 0) {
-        // Scores of one query against 7 keys (a ragged count for the 4-key passes), stride n + 16.
-        const std::vector<float> keys = normal(rng, static_cast<size_t>(7 * (n + 16)), 1.0f);
-        std::vector<float> s1(7), s2(7);
-        k::ref::scores_tiled(keys.data(), n + 16, b.data(), n, 7, s1.data());
-        k::avx512::scores_tiled(keys.data(), n + 16, b.data(), n, 7, s2.data());
+        // One query against 37 keys (two 16-key passes and a ragged tail; 9 rows for the
+        // 4-row weighted passes), stride n + 16.
+        const std::vector<float> keys = normal(rng, static_cast<size_t>(37 * (n + 16)), sigma);
+        std::vector<float> s1(37), s2(37);
+        k::ref::scores_tiled(keys.data(), n + 16, b.data(), n, 37, s1.data());
+        k::avx512::scores_tiled(keys.data(), n + 16, b.data(), n, 37, s2.data());
         require_identical(s2, s1, "scores_tiled");
-        std::vector<float> w1(7), w2(7);
-        k::ref::weighted_tiled(keys.data(), n + 16, b.data(), n, 7, w1.data());
-        k::avx512::weighted_tiled(keys.data(), n + 16, b.data(), n, 7, w2.data());
+        std::vector<float> w1(9), w2(9);
+        k::ref::weighted_tiled(keys.data(), n + 16, b.data(), n, 9, w1.data());
+        k::avx512::weighted_tiled(keys.data(), n + 16, b.data(), n, 9, w2.data());
         require_identical(w2, w1, "weighted_tiled");
       }
       std::vector<float> p1 = a, p2 = a;

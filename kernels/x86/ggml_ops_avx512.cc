@@ -51,24 +51,45 @@ float dot_tiled(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
-// Four keys per pass share each load of q; every score keeps its own accumulator and reduction,
-// so the bits are dot_tiled's.
+// reduce16 of 16 vectors at once, each in _mm512_reduce_add_ps's own tree (halves of 8, then 4,
+// then lanes 0+2 and 1+3, then those two), so every result has the bits of one reduce per vector:
+// the shuffles only move lanes, and each addition pairs the same two partial sums.
+inline void reduce16_x16(const __m512 (&v)[16], float* out) {
+  __m512 h8[8];  // vectors 2m and 2m+1: lanes 0-7 = v[2m][i] + v[2m][i+8], lanes 8-15 the same for v[2m+1]
+  for (int m = 0; m < 8; ++m) {
+    const __m512 lo = _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0));
+    const __m512 hi = _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2));
+    h8[m] = _mm512_add_ps(hi, lo);
+  }
+  __m512 h4[4];  // 128-bit lane g holds t4 of vector 4m + g: t8[i] + t8[i+4]
+  for (int m = 0; m < 4; ++m) {
+    const __m512 lo = _mm512_shuffle_f32x4(h8[2 * m], h8[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0));
+    const __m512 hi = _mm512_shuffle_f32x4(h8[2 * m], h8[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1));
+    h4[m] = _mm512_add_ps(hi, lo);
+  }
+  alignas(64) float lanes[64];
+  for (int m = 0; m < 4; ++m) {
+    const __m512 u = _mm512_add_ps(h4[m], _mm512_permute_ps(h4[m], _MM_SHUFFLE(1, 0, 3, 2)));  // t4[0]+t4[2], t4[1]+t4[3]
+    const __m512 r = _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(2, 3, 0, 1)));          // lane 0: the two summed
+    _mm512_store_ps(lanes + 16 * m, r);
+  }
+  for (int m = 0; m < 4; ++m)
+    for (int g = 0; g < 4; ++g) out[4 * m + g] = lanes[16 * m + 4 * g];
+}
+
+// Sixteen keys per pass: one accumulator each (dot_tiled's order), q loaded once per chunk, and
+// the sixteen reductions done together.
 void scores_tiled(const float* k, int64_t k_stride, const float* q, int64_t hd, int64_t n, float* out) {
   int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const float* k0 = k + j * k_stride;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+  for (; j + 16 <= n; j += 16) {
+    const float* kj = k + j * k_stride;
+    __m512 acc[16];
+    for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t c = 0; c < hd; c += 16) {
       const __m512 qv = _mm512_loadu_ps(q + c);
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + c), qv, a0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + k_stride + c), qv, a1);
-      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 2 * k_stride + c), qv, a2);
-      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 3 * k_stride + c), qv, a3);
+      for (int r = 0; r < 16; ++r) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(kj + r * k_stride + c), qv, acc[r]);
     }
-    out[j] = _mm512_reduce_add_ps(a0);
-    out[j + 1] = _mm512_reduce_add_ps(a1);
-    out[j + 2] = _mm512_reduce_add_ps(a2);
-    out[j + 3] = _mm512_reduce_add_ps(a3);
+    reduce16_x16(acc, out + j);
   }
   for (; j < n; ++j) out[j] = dot_tiled(k + j * k_stride, q, hd);
 }
