@@ -18,6 +18,7 @@ struct Impl {
   float (*dot_vec_f16)(const float*, const float*, int64_t);
   float (*dot_vec_f32)(const float*, const float*, int64_t);
   void (*softmax)(float*, int64_t, float);
+  void (*round_f16)(float*, int64_t);
   void (*swiglu)(float*, const float*, int64_t);
 };
 
@@ -26,9 +27,9 @@ const Impl& impl() {
 #if defined(SHRINK_HAVE_X86)
     const CpuFeatures& f = cpu_features();
     if (!force_reference() && f.avx512f && f.avx512dq)
-      return Impl{avx512::dot_tiled, avx512::scores_tiled, avx512::weighted_tiled, avx512::dot_vec_f16, avx512::dot_vec_f32, avx512::softmax, avx512::swiglu};
+      return Impl{avx512::dot_tiled, avx512::scores_tiled, avx512::weighted_tiled, avx512::dot_vec_f16, avx512::dot_vec_f32, avx512::softmax, avx512::round_f16, avx512::swiglu};
 #endif
-    return Impl{ref::dot_tiled, ref::scores_tiled, ref::weighted_tiled, ref::dot_vec_f16, ref::dot_vec_f32, ref::softmax, ref::swiglu};
+    return Impl{ref::dot_tiled, ref::scores_tiled, ref::weighted_tiled, ref::dot_vec_f16, ref::dot_vec_f32, ref::softmax, ref::round_f16, ref::swiglu};
   }();
   return chosen;
 }
@@ -72,5 +73,7 @@ void weighted_sum_ggml(const float* vt, int64_t vt_stride, const float* p, int64
 void softmax_ggml(float* p, int64_t n, float scale) { impl().softmax(p, n, scale); }
 
 void swiglu_ggml(float* gate, const float* up, int64_t n) { impl().swiglu(gate, up, n); }
+
+void round_fp16_inplace(float* x, int64_t n) { impl().round_f16(x, n); }
 
 }  // namespace shrink::kernels

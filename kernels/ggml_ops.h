@@ -75,6 +75,10 @@ void weighted_sum_ggml(const float* vt, int64_t vt_stride, const float* p, int64
 // In place: p[0..n) raw scores -> probabilities of softmax(p * scale) in ggml's order.
 void softmax_ggml(float* p, int64_t n, float scale);
 
+// x[i] = x[i] rounded to F16 and back (ggml's F32 -> F16 conversion: nearest even, NaN ->
+// sign | 0x7E00), as the KV cache and the F16 activations of attention products are.
+void round_fp16_inplace(float* x, int64_t n);
+
 // gate[i] = silu(gate[i]) * up[i] for one row of n values.
 void swiglu_ggml(float* gate, const float* up, int64_t n);
 

@@ -14,6 +14,7 @@ namespace shrink::kernels {
   float dot_vec_f16(const float* a, const float* b, int64_t n);    \
   float dot_vec_f32(const float* a, const float* b, int64_t n);    \
   void softmax(float* p, int64_t n, float scale);                  \
+  void round_f16(float* x, int64_t n);                             \
   void swiglu(float* gate, const float* up, int64_t n);
 
 namespace ref {

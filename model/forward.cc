@@ -138,14 +138,11 @@ Status llama_forward(const LlamaModel& model, KvCache& cache, std::span<const in
       for (int64_t hh = 0; hh < n_head; ++hh) {
         for (int64_t t = 0; t < T; ++t) {
           const int64_t pos = n_past + t, kvh = hh / group;
-          for (int64_t i = 0; i < hd; ++i) {
-            const float qv = q[static_cast<size_t>(t * dq + hh * hd + i)];
-            qh[static_cast<size_t>(i)] = f16_cache ? round_fp16(qv) : qv;
-          }
+          std::copy_n(q.data() + t * dq + hh * hd, hd, qh.data());
+          if (f16_cache) kernels::round_fp16_inplace(qh.data(), hd);
           kernels::scores_ggml(kq_order, kc.data() + kvh * cache.n_ctx * hd, hd, qh.data(), hd, pos + 1, p.data());
           kernels::softmax_ggml(p.data(), pos + 1, kq_scale);
-          if (f16_cache)
-            for (int64_t j = 0; j <= pos; ++j) p[static_cast<size_t>(j)] = round_fp16(p[static_cast<size_t>(j)]);
+          if (f16_cache) kernels::round_fp16_inplace(p.data(), pos + 1);
           std::fill(p.begin() + pos + 1, p.begin() + kernels::padded_length(kqv_order, pos + 1), 0.0f);
           kernels::weighted_sum_ggml(vc.data() + kvh * hd * cache.v_stride, cache.v_stride, p.data(), pos + 1, hd,
                                      kqv_order, attn.data() + t * dq + hh * hd);

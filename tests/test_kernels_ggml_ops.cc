@@ -361,6 +361,11 @@ TEST_CASE("AVX-512 ggml-order ops equal the scalar reference", "[ggml_ops]") {
       k::ref::softmax(p1.data(), n, 0.125f);
       k::avx512::softmax(p2.data(), n, 0.125f);
       require_identical(p2, p1, "softmax");
+      std::vector<float> r1 = a, r2 = a;
+      if (n > 2) r1[1] = r2[1] = NAN, r1[2] = r2[2] = 70000.0f;  // NaN and F16 overflow
+      k::ref::round_f16(r1.data(), n);
+      k::avx512::round_f16(r2.data(), n);
+      require_identical(r2, r1, "round_f16");
       std::vector<float> g1 = a, g2 = a;
       k::ref::swiglu(g1.data(), b.data(), n);
       k::avx512::swiglu(g2.data(), b.data(), n);

@@ -5,6 +5,7 @@
 
 #include "kernels/ggml_ops.h"
 #include "kernels/ggml_ops_impl.h"
+#include "kernels/fp16.h"
 
 namespace shrink::kernels {
 
@@ -148,6 +149,10 @@ void swiglu(float* gate, const float* up, int64_t n) {
   for (int64_t i = n16; i < n; ++i) gate[i] = (gate[i] / (1.0f + std::exp(-gate[i]))) * up[i];
 }
 
+
+void round_f16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+}
 
 }  // namespace ref
 }  // namespace shrink::kernels

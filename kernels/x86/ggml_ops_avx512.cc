@@ -159,6 +159,22 @@ void softmax(float* p, int64_t n, float scale) {
   }
 }
 
+// Through F16 and back with vcvtps2ph: round to nearest even, the reference's rounding. Only a
+// NaN could come back with other bits (the hardware keeps its payload, ggml and the reference
+// make it sign | 0x7E00), so a block holding one takes the reference.
+void round_f16(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) {
+      ref::round_f16(x + i, 16);
+      continue;
+    }
+    _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+  }
+  ref::round_f16(x + i, n - i);
+}
+
 void swiglu(float* gate, const float* up, int64_t n) {
   const int64_t n16 = n - n % 16;
   const __m512 one = _mm512_set1_ps(1.0f);
