@@ -97,22 +97,34 @@ void over_row_blocks_and_groups(int64_t n_rows, int64_t n_groups, Kernel kernel)
     }
 }
 
-void gemm_q8_0_acts(TypeId type, const uint8_t* wb, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float* x,
-                    int64_t n_tokens, float* y) {
+// Converts the activations to `act_type` (Q8_0 or Q8_K) and packs them in 16-token groups for
+// the quantized kernels, groups spread over the threads; the packed bytes live in a reused
+// thread buffer, 64-byte aligned per group.
+template <typename Packed, typename BytesFn, typename PackFn>
+std::vector<Packed> pack_token_groups(TypeId act_type, const float* x, int64_t n_cols, int64_t n_tokens, int64_t nb,
+                                      BytesFn packed_bytes, PackFn pack) {
   namespace k = gemm_avx512;
   size_t act_row = 0;
-  const uint8_t* act = convert_activations(TypeId::Q8_0, x, n_cols, n_tokens, &act_row);
-  const int64_t nb = n_cols / QK8_0;
+  const uint8_t* act = convert_activations(act_type, x, n_cols, n_tokens, &act_row);
   const int64_t n_groups = (n_tokens + k::kTokenGroup - 1) / k::kTokenGroup;
-  const size_t group_bytes = (k::packed_q8_0_bytes(nb) + 63) & ~static_cast<size_t>(63);
+  const size_t group_bytes = (packed_bytes(nb) + 63) & ~static_cast<size_t>(63);
   uint8_t* packed = thread_buffer(1, group_bytes * static_cast<size_t>(n_groups)).data();
-  std::vector<k::PackedQ8_0> groups(static_cast<size_t>(n_groups));
+  std::vector<Packed> groups(static_cast<size_t>(n_groups));
 #pragma omp parallel for schedule(static) if (n_groups > 1)
   for (int64_t g = 0; g < n_groups; ++g) {
     const int n = static_cast<int>(std::min<int64_t>(k::kTokenGroup, n_tokens - g * k::kTokenGroup));
-    groups[static_cast<size_t>(g)] = k::pack_q8_0(act + static_cast<size_t>(g * k::kTokenGroup) * act_row, act_row, n, nb,
-                                                  packed + group_bytes * static_cast<size_t>(g));
+    groups[static_cast<size_t>(g)] = pack(act + static_cast<size_t>(g * k::kTokenGroup) * act_row, act_row, n, nb,
+                                          packed + group_bytes * static_cast<size_t>(g));
   }
+  return groups;
+}
+
+void gemm_q8_0_acts(TypeId type, const uint8_t* wb, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float* x,
+                    int64_t n_tokens, float* y) {
+  namespace k = gemm_avx512;
+  const std::vector<k::PackedQ8_0> groups = pack_token_groups<k::PackedQ8_0>(TypeId::Q8_0, x, n_cols, n_tokens, n_cols / QK8_0,
+                                                               k::packed_q8_0_bytes, k::pack_q8_0);
+  const int64_t n_groups = static_cast<int64_t>(groups.size());
   // Q4_0 with n_rows % 8 == 0 is what llama.cpp repacks (q4_0_8x8, repack.cpp); its GEMM and
   // GEMV share one order, so every token count takes it.
   const bool repack = type == TypeId::Q4_0 && n_rows % 8 == 0;
@@ -131,19 +143,9 @@ void gemm_q8_0_acts(TypeId type, const uint8_t* wb, size_t row_bytes, int64_t n_
 void gemm_q4_K_repacked(const uint8_t* wb, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float* x,
                         int64_t n_tokens, float* y) {
   namespace k = gemm_avx512;
-  size_t act_row = 0;
-  const uint8_t* act = convert_activations(TypeId::Q8_K, x, n_cols, n_tokens, &act_row);
-  const int64_t nb = n_cols / QK_K;
-  const int64_t n_groups = (n_tokens + k::kTokenGroup - 1) / k::kTokenGroup;
-  const size_t group_bytes = (k::packed_q8_K_bytes(nb) + 63) & ~static_cast<size_t>(63);
-  uint8_t* packed = thread_buffer(1, group_bytes * static_cast<size_t>(n_groups)).data();
-  std::vector<k::PackedQ8_K> groups(static_cast<size_t>(n_groups));
-#pragma omp parallel for schedule(static) if (n_groups > 1)
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const int n = static_cast<int>(std::min<int64_t>(k::kTokenGroup, n_tokens - g * k::kTokenGroup));
-    groups[static_cast<size_t>(g)] = k::pack_q8_K(act + static_cast<size_t>(g * k::kTokenGroup) * act_row, act_row, n, nb,
-                                                  packed + group_bytes * static_cast<size_t>(g));
-  }
+  const std::vector<k::PackedQ8_K> groups = pack_token_groups<k::PackedQ8_K>(TypeId::Q8_K, x, n_cols, n_tokens, n_cols / QK_K,
+                                                               k::packed_q8_K_bytes, k::pack_q8_K);
+  const int64_t n_groups = static_cast<int64_t>(groups.size());
   // ggml: GEMM order for tokens [0, n - n % 4), GEMV order for the last n % 4.
   const int64_t gemm_end = n_tokens - n_tokens % 4;
   over_row_blocks_and_groups(n_rows, n_groups, [&](int64_t r0, int64_t nr, int64_t g) {
