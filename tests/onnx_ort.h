@@ -2,8 +2,11 @@
 // outputs back as OnnxTensor, so tests compare shrink's executor (and quantized files) with the real runtime.
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <string>
@@ -105,6 +108,42 @@ inline OrtRun ort_run(const fs::path& model, const std::vector<std::map<std::str
     out.samples.push_back(std::move(m));
   }
   return out;
+}
+
+struct OrtMetrics {
+  double sqnr = 0, cosine = 0, max_abs = 0, top1 = 0;
+};
+
+// What `shrink eval` reports for ONNX models, computed here from ORT's float and quantized outputs of
+// output `name` over all samples: SQNR (dB), cosine, max-abs error, top-1 agreement (argmax per row,
+// rows = the last axis).
+inline OrtMetrics ort_metrics(const OrtRun& f, const OrtRun& q, const std::string& name) {
+  double rr = 0, ee = 0, rq = 0, qq = 0, mx = 0;
+  int rows = 0, same = 0;
+  for (size_t s = 0; s < f.samples.size(); ++s) {
+    const auto& a = f.samples[s].at(name).f;
+    const auto& b = q.samples[s].at(name).f;
+    REQUIRE(a.size() == b.size());
+    const size_t row = static_cast<size_t>(f.samples[s].at(name).shape.back());
+    for (size_t k = 0; k < a.size(); ++k) {
+      const double d = double(a[k]) - double(b[k]);
+      rr += double(a[k]) * a[k];
+      qq += double(b[k]) * b[k];
+      rq += double(a[k]) * b[k];
+      ee += d * d;
+      mx = std::max(mx, std::fabs(d));
+    }
+    for (size_t r0 = 0; r0 < a.size(); r0 += row) {
+      size_t ia = r0, ib = r0;
+      for (size_t k = r0; k < r0 + row; ++k) {
+        if (a[k] > a[ia]) ia = k;
+        if (b[k] > b[ib]) ib = k;
+      }
+      ++rows;
+      same += ia == ib;
+    }
+  }
+  return {10 * std::log10(rr / ee), rq / std::sqrt(rr * qq), mx, double(same) / rows};
 }
 
 }  // namespace shrink::test

@@ -52,18 +52,6 @@ const bool kOneThread = [] {
   return true;
 }();
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_text(const fs::path& p, const std::string& text) {
-  std::ofstream f(p, std::ios::binary);
-  f << text;
-}
-
 fs::path stories_bin() {
   return require(data_dir() / "models/stories260K/stories260K.bin", "shared test data (stories260K.bin)");
 }

@@ -100,13 +100,6 @@ std::vector<std::vector<double>> llama_logprobs(const fs::path& gguf, const std:
   return out;
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 TEST_CASE("shrink eval on BabyLlama agrees with llama.cpp's C API, token by token", "[data][eval][llamacpp]") {

@@ -43,29 +43,6 @@ using nlohmann::json;
 constexpr int kCtx = 128;
 constexpr size_t kSliceBytes = 10000;
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_text(const fs::path& p, const std::string& text) {
-  std::ofstream f(p, std::ios::binary);
-  f << text;
-}
-
-json parse_last_json_line(const std::string& out) {
-  json last;
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.empty() || line[0] != '{') continue;
-    json j = json::parse(line, nullptr, false);
-    if (!j.is_discarded()) last = std::move(j);
-  }
-  return last;
-}
-
 struct Models {
   TempDir tmp;
   fs::path bin, tok, slice, other_text;

@@ -79,18 +79,6 @@ const Data& data() {
   return d;
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_text(const fs::path& p, const std::string& text) {
-  std::ofstream f(p, std::ios::binary);
-  f << text;
-}
-
 // One run of a node script from tests/interop: stdout lines that are JSON, and stderr (llama.cpp's
 // log) split at the scripts' "--- model: PATH" markers.
 struct NodeRun {

@@ -13,42 +13,6 @@
 using namespace shrink;
 namespace fs = std::filesystem;
 
-namespace {
-
-struct Metrics {
-  double sqnr = 0, cosine = 0, max_abs = 0, top1 = 0;
-};
-
-// From ORT's float and quantized outputs over all samples, rows = last axis.
-Metrics ort_metrics(const test::OrtRun& f, const test::OrtRun& q, const std::string& name) {
-  double rr = 0, ee = 0, rq = 0, qq = 0, mx = 0;
-  int rows = 0, same = 0;
-  for (size_t s = 0; s < f.samples.size(); ++s) {
-    const auto& a = f.samples[s].at(name).f;
-    const auto& b = q.samples[s].at(name).f;
-    const size_t row = static_cast<size_t>(f.samples[s].at(name).shape.back());
-    for (size_t k = 0; k < a.size(); ++k) {
-      rr += double(a[k]) * a[k];
-      qq += double(b[k]) * b[k];
-      rq += double(a[k]) * b[k];
-      ee += (double(a[k]) - b[k]) * (double(a[k]) - b[k]);
-      mx = std::max(mx, std::fabs(double(a[k]) - b[k]));
-    }
-    for (size_t r0 = 0; r0 < a.size(); r0 += row) {
-      size_t ia = r0, ib = r0;
-      for (size_t k = r0; k < r0 + row; ++k) {
-        if (a[k] > a[ia]) ia = k;
-        if (b[k] > b[ib]) ib = k;
-      }
-      ++rows;
-      same += ia == ib;
-    }
-  }
-  return {10 * std::log10(rr / ee), rq / std::sqrt(rr * qq), mx, double(same) / rows};
-}
-
-}  // namespace
-
 TEST_CASE("eval of a static-quantized mnist agrees with metrics from ONNX Runtime's outputs", "[data][eval]") {
   test::require_ort();
   const fs::path model = test::require(test::data_dir() / "onnx" / "mnist.onnx", "shared ONNX models");
@@ -80,7 +44,7 @@ TEST_CASE("eval of a static-quantized mnist agrees with metrics from ONNX Runtim
   const test::OrtRun qo = test::ort_run(q, samples);
   REQUIRE(f.error.empty());
   REQUIRE(qo.error.empty());
-  const Metrics m = ort_metrics(f, qo, "output");
+  const test::OrtMetrics m = test::ort_metrics(f, qo, "output");
   const auto& o = j["outputs"]["output"];
   INFO("shrink: " << o.dump() << "  ORT: sqnr " << m.sqnr << " cos " << m.cosine << " max " << m.max_abs << " top1 " << m.top1);
   // ORT runs the QDQ graph with fused integer kernels, shrink simulates it in float: close, not equal.

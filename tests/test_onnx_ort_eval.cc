@@ -18,40 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Metrics {
-  double sqnr = 0, cosine = 0, max_abs = 0, top1 = 0;
-};
-
-// Over all samples of output `name`; rows are the last axis (argmax per row for top-1).
-Metrics metrics_from(const test::OrtRun& f, const test::OrtRun& q, const std::string& name) {
-  double rr = 0, ee = 0, rq = 0, qq = 0, mx = 0;
-  int rows = 0, same = 0;
-  for (size_t s = 0; s < f.samples.size(); ++s) {
-    const auto& a = f.samples[s].at(name).f;
-    const auto& b = q.samples[s].at(name).f;
-    REQUIRE(a.size() == b.size());
-    const size_t row = static_cast<size_t>(f.samples[s].at(name).shape.back());
-    for (size_t k = 0; k < a.size(); ++k) {
-      const double d = double(a[k]) - double(b[k]);
-      rr += double(a[k]) * a[k];
-      qq += double(b[k]) * b[k];
-      rq += double(a[k]) * b[k];
-      ee += d * d;
-      mx = std::max(mx, std::fabs(d));
-    }
-    for (size_t r0 = 0; r0 < a.size(); r0 += row) {
-      size_t ia = r0, ib = r0;
-      for (size_t k = r0; k < r0 + row; ++k) {
-        if (a[k] > a[ia]) ia = k;
-        if (b[k] > b[ib]) ib = k;
-      }
-      ++rows;
-      same += ia == ib;
-    }
-  }
-  return {10 * std::log10(rr / ee), rq / std::sqrt(rr * qq), mx, double(same) / rows};
-}
-
 // libonnxruntime.so.1 of the onnxruntime-node package (napi-v* folder: whichever the package has).
 fs::path npm_ort_library() {
   const fs::path bin = test::interop_dir() / "node_modules" / "onnxruntime-node" / "bin";
@@ -98,7 +64,7 @@ TEST_CASE("eval --runtime ort equals the metrics of ONNX Runtime's own outputs (
       REQUIRE(qr.exit_code == 0);
       const test::OrtRun qo = test::ort_run(q, samples);
       REQUIRE(qo.error.empty());
-      const Metrics m = metrics_from(f, qo, "output");
+      const test::OrtMetrics m = test::ort_metrics(f, qo, "output");
       // A quantized model that equals the float one would make every check below trivial.
       REQUIRE(m.sqnr < 120.0);
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -47,6 +48,11 @@ std::string quote(const std::string& s);
 
 std::vector<uint8_t> read_bytes(const fs::path& p);
 void write_bytes(const fs::path& p, const std::vector<uint8_t>& bytes);
+std::string read_text(const fs::path& p);
+void write_text(const fs::path& p, const std::string& text);
+// The last line of a program's output that starts with '{' and parses as JSON (progress lines
+// and logs around it are skipped); a null json when there is none.
+nlohmann::json parse_last_json_line(const std::string& out);
 
 // Seed from Catch2's --rng-seed so failures replay.
 uint32_t seed();

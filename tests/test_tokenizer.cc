@@ -21,13 +21,6 @@ using namespace shrink::test;
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 struct VocabCase {
   std::string text;
   std::vector<int32_t> ids;

@@ -31,10 +31,6 @@ using json = nlohmann::json;
 const std::string kSp = "\xe2\x96\x81";  // U+2581
 const std::string kG = "\xc4\xa0";       // U+0120, GPT-2's byte-level space
 
-void write_text(const fs::path& p, const std::string& text) {
-  write_bytes(p, std::vector<uint8_t>(text.begin(), text.end()));
-}
-
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 const char* kLlamaConfig = R"JSON({
