@@ -569,5 +569,40 @@ TEST_CASE("x86 dot variants equal ggml's AVX2 vec_dot bit for bit", "[kernels][d
   REQUIRE(compared > 0);
 }
 
+
+// Q8_0 activations against ggml's own x86 quantize_row_q8_0 (the AVX2 build's from_float, whose
+// rounding is llama.cpp's on every x86 build): the reference and the AVX-512 form, on random rows,
+// rows of exact ties and zero blocks.
+TEST_CASE("Q8_0 activation bytes == ggml's x86 from_float", "[kernels][dot][data]") {
+  if (!kernels::cpu_features().avx2) {
+    WARN("no AVX2 on this CPU: ggml's x86 build cannot run here");
+    return;
+  }
+  static test::GgmlCpuOracle g(ggml_cpu_library("haswell").string());
+  if (!g.ok()) test::skip_program("ggml AVX2 oracle unavailable: " + g.error());
+  Rng rng(test::seed());
+  for (const int64_t n : {32, 64, 288, 4096}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<float> x(static_cast<size_t>(n));
+      fill_random_row(rng, x.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        if (kind == 1) x[static_cast<size_t>(i)] = (static_cast<float>(i % 255) - 127.0f + 0.5f) * (3.0f / 127.0f);
+        if (kind == 2 && i < 32) x[static_cast<size_t>(i)] = 0.0f;
+      }
+      std::vector<uint8_t> theirs(row_size(TypeId::Q8_0, n)), ours(theirs.size());
+      REQUIRE(g.from_float(static_cast<uint32_t>(TypeId::Q8_0), x.data(), theirs.data(), n));
+      INFO("n " << n << " kind " << kind << " (rerun with --rng-seed " << test::seed() << ")");
+      kernels::ref::quantize_act_q8_0(x.data(), ours.data(), n);
+      CHECK(ours == theirs);
+#if defined(SHRINK_HAVE_X86)
+      if (kernels::cpu_features().avx512f) {
+        kernels::avx512::quantize_act_q8_0(x.data(), ours.data(), n);
+        CHECK(ours == theirs);
+      }
+#endif
+    }
+  }
+}
+
 }  // namespace
 }  // namespace shrink
