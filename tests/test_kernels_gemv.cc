@@ -30,6 +30,7 @@
 #include "kernels/dot.h"
 #include "kernels/fp16.h"
 #include "kernels/gemv.h"
+#include "kernels/gemv_packed.h"
 #include "kernels/kernels.h"
 #include "tests/ggml_oracle.h"
 #include "tests/test_kernels_data.h"
@@ -240,6 +241,88 @@ TEST_CASE("gemv() on all threads equals one thread of the dispatched variant, pe
   }
 }
 
+// ---- Packed GEMV (kernels/gemv_packed.h): same bits as gemv() on the original rows. ----
+
+TEST_CASE("gemv_packable takes Q8_0, Q4_0 and Q4_K matrices of whole 16-row panels only", "[kernels][gemv]") {
+  CHECK(kernels::gemv_packable(TypeId::Q8_0, 16, 32));
+  CHECK(kernels::gemv_packable(TypeId::Q4_0, 4096, 4096));
+  CHECK(kernels::gemv_packable(TypeId::Q4_K, 32, 256));
+  CHECK_FALSE(kernels::gemv_packable(TypeId::Q4_0, 24, 64));  // 24 % 16 != 0
+  CHECK_FALSE(kernels::gemv_packable(TypeId::Q4_K, 16, 128));  // not whole super-blocks
+  CHECK_FALSE(kernels::gemv_packable(TypeId::F16, 16, 64));
+  CHECK_FALSE(kernels::gemv_packable(TypeId::Q4_1, 16, 64));
+}
+
+TEST_CASE("Packed GEMV: unpacking returns the rows, and every path equals gemv()'s reference bit for bit",
+          "[kernels][gemv]") {
+  Rng rng(test::seed());
+  const bool simd = kernels::packed_simd_available();
+  if (!simd) WARN("no AVX-512 VNNI: only the unpacking path of the packed GEMV is tested");
+  int compared = 0;
+  for (const Case& c : shape_cases()) {
+    if (c.type == TypeId::F16) continue;
+    for (int64_t cols : c.cols) {
+      for (int64_t rows : {16, 32, 48, 80}) {
+        for (int kind = 0; kind < 2; ++kind) {
+          const Matrix m = make_matrix(rng, c.type, rows, cols, static_cast<size_t>(rows % 3), kind);
+          REQUIRE(kernels::gemv_packable(c.type, rows, cols));
+          const kernels::PackedMatrix pm = kernels::pack_matrix(c.type, m.bytes.data(), m.stride, rows, cols);
+          REQUIRE(pm.bytes == row_size(c.type, cols) * static_cast<size_t>(rows));  // same bytes, regrouped
+          std::vector<uint8_t> back(kernels::kPanelRows * pm.row_bytes);
+          for (int64_t p = 0; p < rows / kernels::kPanelRows; ++p) {
+            kernels::unpack_panel(pm, p, back.data());
+            for (int64_t r = 0; r < kernels::kPanelRows; ++r) {
+              INFO(type_name(c.type) << " cols=" << cols << " panel " << p << " row " << r << "; " << rerun_hint());
+              REQUIRE(std::memcmp(back.data() + static_cast<size_t>(r) * pm.row_bytes, m.row(p * kernels::kPanelRows + r),
+                                  pm.row_bytes) == 0);
+            }
+          }
+          const std::vector<uint8_t> a = make_activation(rng, c.type, cols, kind == 1 && rows % 32 == 0);
+          const GemvVariant& ref = reference_of(c.type, kernels::gemv_order(c.type, rows));
+          std::vector<float> want(static_cast<size_t>(rows), -1.0f), unpacked(static_cast<size_t>(rows), -2.0f),
+              packed(static_cast<size_t>(rows), -3.0f);
+          kernels::gemv_with(ref, m.bytes.data(), m.stride, rows, cols, a.data(), want.data());
+          kernels::gemv_packed_with(pm, a.data(), unpacked.data(), false);
+          if (simd) kernels::gemv_packed_with(pm, a.data(), packed.data(), true);
+          for (int64_t r = 0; r < rows; ++r) {
+            INFO(type_name(c.type) << " rows=" << rows << " cols=" << cols << " kind=" << kind << " row " << r << ": ref "
+                                   << want[r] << " unpacked " << unpacked[r] << " packed " << packed[r] << "; "
+                                   << rerun_hint());
+            REQUIRE(same_bits(unpacked[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
+            if (simd) REQUIRE(same_bits(packed[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
+          }
+          ++compared;
+        }
+      }
+    }
+  }
+  REQUIRE(compared > 0);
+}
+
+TEST_CASE("gemv_packed() on all threads equals gemv() on the original rows", "[kernels][gemv]") {
+  Rng rng(test::seed());
+  // 1 MB+ matrices take the threaded path with two streams per thread; an odd panel count per
+  // thread leaves one panel for the single-stream kernel.
+  const struct {
+    TypeId type;
+    int64_t rows, cols;
+  } cases[] = {{TypeId::Q8_0, 608, 4096}, {TypeId::Q8_0, 48, 256},  {TypeId::Q4_0, 1008, 4096},
+               {TypeId::Q4_0, 16, 64},    {TypeId::Q4_K, 1040, 4096}, {TypeId::Q4_K, 32, 512}};
+  INFO("OpenMP threads: " << omp_get_max_threads());
+  for (const auto& c : cases) {
+    const Matrix m = make_matrix(rng, c.type, c.rows, c.cols, 0, 0);
+    const std::vector<uint8_t> a = make_activation(rng, c.type, c.cols, false);
+    const kernels::PackedMatrix pm = kernels::pack_matrix(c.type, m.bytes.data(), m.stride, c.rows, c.cols);
+    std::vector<float> got(static_cast<size_t>(c.rows), -1.0f), want(static_cast<size_t>(c.rows), -2.0f);
+    kernels::gemv_packed(pm, a.data(), got.data());
+    kernels::gemv(c.type, m.bytes.data(), m.stride, c.rows, c.cols, a.data(), want.data());
+    for (int64_t r = 0; r < c.rows; ++r) {
+      INFO(type_name(c.type) << " rows=" << c.rows << " cols=" << c.cols << " row " << r << "; " << rerun_hint());
+      REQUIRE(same_bits(got[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
+    }
+  }
+}
+
 // ---- ggml as the oracle: one-token ggml_mul_mat through the CPU backend. ----
 
 // Mirror of ggml.h `struct ggml_init_params` (same release as tests/ggml_oracle.cc).
@@ -389,9 +472,10 @@ TEST_CASE("gemv() equals ggml_mul_mat of one token bit for bit (zen4 CPU backend
       {TypeId::Q4_0, 16, 96, true},   {TypeId::Q4_0, 24, 160, true},   {TypeId::Q4_0, 40, 544, true},
       {TypeId::Q4_0, 256, 4096, true}, {TypeId::Q4_0, 12, 64, true},    {TypeId::Q4_0, 36, 4096, true},
       {TypeId::Q4_K, 8, 256, true},   {TypeId::Q4_K, 24, 768, true},   {TypeId::Q4_K, 40, 1280, true},
-      {TypeId::Q4_K, 256, 4096, true},
+      {TypeId::Q4_K, 256, 4096, true}, {TypeId::Q8_0, 48, 544, false}, {TypeId::Q4_0, 48, 1056, true},
+      {TypeId::Q4_K, 32, 768, true},
   };
-  int64_t repacked_rows = 0, differs_from_vec_dot = 0;
+  int64_t repacked_rows = 0, differs_from_vec_dot = 0, packed_cases = 0;
   for (const auto& c : cases) {
     for (int kind = 0; kind < 2; ++kind) {
       const Matrix m = make_matrix(rng, c.type, c.rows, c.cols, 0, kind);
@@ -407,11 +491,18 @@ TEST_CASE("gemv() equals ggml_mul_mat of one token bit for bit (zen4 CPU backend
         continue;
       REQUIRE(g.run(c.type, m.bytes.data(), c.rows, c.cols, x.data(), repack, theirs.data()));
       kernels::gemv(c.type, m.bytes.data(), m.stride, c.rows, c.cols, a.data(), ours.data());
+      // The packed GEMV (what one-token model steps run) where the shape allows it.
+      std::vector<float> packed = ours;
+      if (kernels::gemv_packable(c.type, c.rows, c.cols)) {
+        kernels::gemv_packed(kernels::pack_matrix(c.type, m.bytes.data(), m.stride, c.rows, c.cols), a.data(), packed.data());
+        ++packed_cases;
+      }
       const char* order = kernels::gemv_order(c.type, c.rows) == GemvOrder::kRepack8 ? "repack8" : "vecdot";
       for (int64_t r = 0; r < c.rows; ++r) {
         INFO(type_name(c.type) << " rows=" << c.rows << " cols=" << c.cols << " (" << order << ") kind=" << kind << " row "
                                << r << ": shrink " << ours[r] << " ggml " << theirs[r] << "; " << rerun_hint());
         REQUIRE(same_bits(ours[static_cast<size_t>(r)], theirs[static_cast<size_t>(r)]));
+        REQUIRE(same_bits(packed[static_cast<size_t>(r)], theirs[static_cast<size_t>(r)]));
         if (repack) {
           ++repacked_rows;
           differs_from_vec_dot += !same_bits(theirs[static_cast<size_t>(r)], kernels::vec_dot(c.type, c.cols, m.row(r), a.data()));
@@ -423,6 +514,7 @@ TEST_CASE("gemv() equals ggml_mul_mat of one token bit for bit (zen4 CPU backend
   // the two disagree often, so this oracle tells the orders apart.
   INFO(differs_from_vec_dot << " of " << repacked_rows << " repacked rows differ from the per-row vec_dot");
   CHECK(differs_from_vec_dot > repacked_rows / 10);
+  CHECK(packed_cases >= 14);  // Q8_0, Q4_0 and Q4_K shapes of whole panels, both kinds
 }
 
 }  // namespace

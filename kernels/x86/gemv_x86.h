@@ -46,6 +46,20 @@ inline Sweep next_group(const uint8_t* w, size_t row_bytes, int64_t r_next, int6
                    const void* scratch, float* y);
 
 namespace avx512 {
+// Packed GEMV (kernels/gemv_packed.h): n (1 or 2) panels of 16 rows side by side, one output
+// array of 16 floats each; scratch from the type's prepare(), computed once per activation row.
+using PackedPanelsFn = void (*)(const uint8_t* const* panels, int n, int64_t n_cols, const void* act,
+                                const void* scratch, float* const* y);
+#define SHRINK_PACKED_DECL(NAME)                                          \
+  size_t NAME##_scratch(int64_t n_cols);                                  \
+  void NAME##_prepare(const void* act, int64_t n_cols, void* scratch);    \
+  void NAME##_panels(const uint8_t* const* panels, int n, int64_t n_cols, const void* act, const void* scratch, \
+                     float* const* y);
+SHRINK_PACKED_DECL(packed_q8_0)
+SHRINK_PACKED_DECL(packed_q4_0)
+SHRINK_PACKED_DECL(packed_q4_K)
+#undef SHRINK_PACKED_DECL
+
 SHRINK_GEMV_DECL(gemv_q8_0_vecdot)
 SHRINK_GEMV_DECL(gemv_f16_vecdot)
 SHRINK_GEMV_DECL(gemv_q4_0_repack8)
