@@ -207,6 +207,8 @@ bool packed_simd_available() {
 #endif
 }
 
+bool gemv_packed_preferred() { return packed_simd_available() && !force_reference(); }
+
 void gemv_packed(const PackedMatrix& m, const void* act, float* y) {
   const bool simd = packed_simd_available() && !force_reference();
   const GemvVariant* v = simd ? nullptr : dispatched_gemv(m.type, gemv_order(m.type, m.n_rows));

@@ -68,6 +68,10 @@ void unpack_panel(const PackedMatrix& m, int64_t p, uint8_t* out);
 // others (and SHRINK_FORCE_REF=1) unpack each panel and run gemv()'s variant on it.
 void gemv_packed(const PackedMatrix& m, const void* act, float* y);
 
+// True when gemv_packed runs its packed kernels here (AVX-512 VNNI, no SHRINK_FORCE_REF=1).
+// Elsewhere it unpacks every panel first, and gemv() on the original rows is the faster choice.
+bool gemv_packed_preferred();
+
 // Single-threaded, one path: true = the packed SIMD kernels (requires packed_simd_available()),
 // false = unpack + gemv()'s reference. For tests.
 bool packed_simd_available();

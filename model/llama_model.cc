@@ -37,6 +37,8 @@ class Loader {
         return make_error(src_.path + ": tensor " + name + ": " + std::to_string(t->raw_bytes) + " bytes, expected " +
                           std::to_string(out.row_bytes * static_cast<uint64_t>(n_rows)));
       out.data = t->raw;
+      if (kernels::gemv_packable(out.type, n_rows, n_cols))
+        out.packed = std::make_shared<PackedWeights>(out.type, out.data, n_rows, n_cols);
       return {};
     }
     std::vector<float> values;
