@@ -37,23 +37,33 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 // Checks d(loss)/d(x) against central differences for every element of x (double precision).
-// loss() recomputes the forward with the current x. Tolerance relative to the largest gradient.
+// loss() recomputes the forward with the current x. Tolerance relative to the largest gradient,
+// or to 1e-2 when every gradient is smaller: a one-element RMS norm has gradients of ~1e-6
+// (x / |x| barely moves), where the differences' own rounding (~1e-11) is not small relative
+// to them.
 void check_all(const char* what, std::vector<double>& x, const std::vector<double>& analytic,
                const std::function<double()>& loss, double h = 1e-5, double rel_tol = 1e-6) {
   REQUIRE(analytic.size() == x.size());
   double gmax = 1e-12;
   for (double g : analytic) gmax = std::max(gmax, std::abs(g));
+  const double scale = std::max(gmax, 1e-2);
   double worst = 0;
   size_t worst_i = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     const double keep = x[i];
-    x[i] = keep + h;
-    const double lp = loss();
-    x[i] = keep - h;
-    const double lm = loss();
-    x[i] = keep;
-    const double fd = (lp - lm) / (2 * h);
-    const double err = std::abs(fd - analytic[i]) / gmax;
+    auto central = [&](double step) {
+      x[i] = keep + step;
+      const double lp = loss();
+      x[i] = keep - step;
+      const double lm = loss();
+      x[i] = keep;
+      return (lp - lm) / (2 * step);
+    };
+    // Richardson extrapolation of two central differences (truncation error O(h^4)): a plain
+    // central difference was off by ~2e-6 relative for RMS norms of values near 0, where
+    // sqrt(x^2 + eps) bends on a scale of sqrt(eps) = 3e-3 (7 of 300 seeds failed).
+    const double fd = (4.0 * central(h / 2) - central(h)) / 3.0;
+    const double err = std::abs(fd - analytic[i]) / scale;
     if (err > worst) worst = err, worst_i = i;
   }
   INFO(what << ": worst relative error " << worst << " at element " << worst_i << " (max |grad| " << gmax << "); "
@@ -410,7 +420,9 @@ TEST_CASE("TrainModel backward matches finite differences of forward", "[distill
         worst = std::max(worst, std::max(0.0, std::abs(fd - p.grad[i]) - 4e-3) / gmax);
       }
       INFO(p.name << ": worst relative error " << worst << " (max |grad| " << gmax << "); " << rerun_hint());
-      CHECK(worst < 1e-3);
+      // Over 400 seeds the worst was 1.4e-3 (one seed; the next 7.4e-4): float rounding of
+      // the hidden-state loss, not a gradient error, which is off by O(1).
+      CHECK(worst < 3e-3);
     }
   }
 }
