@@ -326,6 +326,62 @@ TEST_CASE("float dots: within the summation bound, exact on small integers", "[k
   }
 }
 
+// Weights whose quants all sit at the type's offset (Q3_K: low 0 + high bit = 4 - 4; Q6_K:
+// 32 - 32) are zero weights, as quantizers write for zero or pruned sub-blocks, so the dot is
+// exactly 0 whatever the activations. A kernel that subtracts the offset through the activation
+// sums (offset * scale * bsum) in other int32 lanes than the ones holding scale * u * y gets
+// lanes that are not partial sums of the products: each lane's float product rounds on its own
+// and the exact integer cancellation leaves rounding residue (e.g. 2^-13 from lanes near 2^14
+// with a scale of 3.8). Every lane must hold a true partial sum, so the result is exactly 0.
+TEST_CASE("K-quant dots: quants at the offset (zero weights) give exactly 0", "[kernels][dot]") {
+  const int64_t n = 2 * QK_K;
+  // Scales with full mantissas, so that products of unequal lanes do not round alike.
+  const float d_a = 1.0f / 3.0f;
+  const uint16_t d_w = kernels::fp32_to_fp16(0.9004f);
+  for (TypeId t : {TypeId::Q3_K, TypeId::Q6_K}) {
+    std::vector<uint8_t> w(row_size(t, n), 0);
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+      if (t == TypeId::Q3_K) {
+        auto& x = reinterpret_cast<block_q3_K*>(w.data())[b];
+        std::memset(x.hmask, 0xFF, sizeof x.hmask);  // high bit set, low bits 0: u = 4
+        std::memset(x.qs, 0, sizeof x.qs);
+        std::memset(x.scales, 0xFF, sizeof x.scales);  // every 6-bit scale 63: 63 - 32 = 31
+        x.d = d_w;
+      } else {
+        auto& x = reinterpret_cast<block_q6_K*>(w.data())[b];
+        std::memset(x.ql, 0, sizeof x.ql);
+        std::memset(x.qh, 0xAA, sizeof x.qh);  // high bits 2 every 2 bits: u = 32
+        for (int j = 0; j < QK_K / 16; ++j) x.scales[j] = static_cast<int8_t>(j % 2 ? -127 : 121);
+        x.d = d_w;
+      }
+    }
+    std::vector<float> wd(static_cast<size_t>(n));
+    kernels::reference_variant(t)->dequantize(w.data(), wd.data(), n);
+    for (float v : wd) REQUIRE(v == 0.0f);
+    // Activations that put unequal integers in several lanes of one sub-block: elements 16 and
+    // 20 (second sub-block of the first 32) against a zero rest, and a dense row.
+    for (int pattern = 0; pattern < 3; ++pattern) {
+      std::vector<int> q(static_cast<size_t>(n), 0);
+      if (pattern == 0) {
+        q[16] = 127;
+        q[20] = 1;
+      } else if (pattern == 1) {
+        q[16] = -128;
+        q[21] = 77;
+        q[300] = 5;
+      } else {
+        for (size_t i = 0; i < q.size(); ++i) q[i] = static_cast<int>((i * 37 + 11) % 255) - 127;
+      }
+      const std::vector<uint8_t> a = make_activation(TypeId::Q8_K, q, d_a);
+      for (const DotVariant* v : variants_of(t)) {
+        const float got = v->vec_dot(n, w.data(), a.data());
+        INFO(describe(*v) << " pattern " << pattern << " got=" << hex_float(got));
+        CHECK(got == 0.0f);
+      }
+    }
+  }
+}
+
 TEST_CASE("dispatch: every type has a dot, SHRINK_FORCE_REF picks the reference", "[kernels][dot]") {
   for (TypeId t : kQuantTypes) {
     REQUIRE(kernels::has_vec_dot(t));

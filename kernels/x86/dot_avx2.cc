@@ -2,7 +2,9 @@
 // input byte, including -128 activations:
 //  - unsigned weight quants (4/5/6-bit, Q2_K/Q3_K's offset quants) go through vpmaddubsw as the
 //    unsigned operand; a pair sum is at most 63 * 128 * 2 = 16128 < 32767, so it never saturates,
-//    and the -8/-16/-32/-4 offsets are subtracted as integer sums of the activations;
+//    and the -8/-16/-32/-4 offsets are subtracted as offset * y pair sums in the same 16-bit lane
+//    (never through the bsums in other lanes: every int32 lane must be a true partial sum of the
+//    products, or a row of zero weights, quants at the offset, leaves float rounding residue);
 //  - signed weights (Q8_0) are widened to 16 bits (vpmaddwd), so -128 * -128 is exact;
 //  - IQ4 grid values (|v| <= 127) take the sign of the activation and pair with |activation|
 //    (|-128| = 128 as an unsigned byte): at most 127 * 128 * 2 = 32512.
@@ -257,11 +259,12 @@ float vec_dot_q3_K_q8_K(int64_t n, const void* vw, const void* va) {
   for (int64_t i = 0; i < n / QK_K; ++i) {
     int scales[16];
     ref::unpack_q3_K_scales(x[i].scales, scales);
-    alignas(32) int16_t sc16[16];
-    for (int j = 0; j < 16; ++j) sc16[j] = static_cast<int16_t>(scales[j]);
-    // Weight quant = u - 4 with u = low + 4 * high in 0..7: sum sc * u * y - 4 * sum sc * bsum.
-    const __m256i corr = _mm256_madd_epi16(load256(y[i].bsums), load256(sc16));
-    __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 2));
+    // Weight quant = u - 4 with u = low + 4 * high in 0..7: (u - 4) * y per byte pair, in the
+    // lane of its own products (|.| <= 4 * 128 * 2). Subtracting 4 * sum sc * bsum instead puts
+    // the offset in other lanes: the integers still cancel, but each lane's float product
+    // rounds alone, so zero weights gave nonzero dots (e.g. -2^-13).
+    const __m256i four = _mm256_set1_epi8(4);
+    __m256i isum = _mm256_setzero_si256();
     const __m256i hm = load256(x[i].hmask);
     for (int c = 0; c < 2; ++c) {
       const __m256i q = load256(x[i].qs + 32 * c);
@@ -270,7 +273,8 @@ float vec_dot_q3_K_q8_K(int64_t n, const void* vw, const void* va) {
         const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), three);
         const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * c + s), one);
         const __m256i u = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
-        const __m256i p = _mm256_maddubs_epi16(u, load256(y[i].qs + 128 * c + 32 * s));
+        const __m256i ya = load256(y[i].qs + 128 * c + 32 * s);
+        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, ya), _mm256_maddubs_epi16(four, ya));
         isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, two_scales(scales[j], scales[j + 1])));
       }
     }
@@ -356,9 +360,10 @@ float vec_dot_q6_K_q8_K(int64_t n, const void* vw, const void* va) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    // Weight quant = u - 32, u in 0..63: sum sc * u * y - 32 * sum sc * bsum.
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
-    __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5));
+    // Weight quant = u - 32, u in 0..63: (u - 32) * y per byte pair in its own lane (|.| <= 8192;
+    // u * y alone <= 16128), as for Q3_K above: no offset through the bsums of other lanes.
+    const __m256i thirty_two = _mm256_set1_epi8(32);
+    __m256i isum = _mm256_setzero_si256();
     for (int c = 0; c < 2; ++c) {
       const __m256i a = load256(x[i].ql + 64 * c), b = load256(x[i].ql + 64 * c + 32);
       const __m256i h = load256(x[i].qh + 32 * c);
@@ -372,7 +377,8 @@ float vec_dot_q6_K_q8_K(int64_t n, const void* vw, const void* va) {
       };
       for (int k = 0; k < 4; ++k) {
         const int j = 8 * c + 2 * k;
-        const __m256i p = _mm256_maddubs_epi16(u[k], load256(y[i].qs + 128 * c + 32 * k));
+        const __m256i ya = load256(y[i].qs + 128 * c + 32 * k);
+        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u[k], ya), _mm256_maddubs_epi16(thirty_two, ya));
         isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, two_scales(x[i].scales[j], x[i].scales[j + 1])));
       }
     }

@@ -6,7 +6,8 @@
 // no 16-bit intermediate, so nothing saturates. Signed Q8_0 weights become unsigned by adding
 // 128 (xor 0x80) and the 128 * sum(y) that adds is subtracted again: exact for every byte,
 // -128 included. Unsigned quants with an offset (Q4_0: q - 8, Q6_K: q - 32) subtract the offset
-// times the activation sum the same way.
+// times the activation sum the same way, always the sum of the same four activations in the same
+// int32 lane, so each lane stays a true partial sum of the products (zero weights give 0).
 #include <immintrin.h>
 
 // GCC 12 warns inside its own _mm512_cvtph_ps and _mm512_reduce_add_ps (the _mm512_undefined
@@ -191,10 +192,11 @@ float vec_dot_q6_K_q8_K(int64_t n, const void* vw, const void* va) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    // Weight quant = u - 32: sum sc * u * y - 32 * sum sc * bsum (bsum: 16 activations).
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
-    const __m256i corr = _mm256_madd_epi16(load256(y[i].bsums), sc16);
-    __m512i isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5)));
+    // Weight quant = u - 32: dp(u, y) - dp(32, y) per lane of four activations. Subtracting
+    // 32 * sc * bsum (16 activations) into other lanes instead left rounding residue where the
+    // integers cancel: quants all at 32 (zero weights) gave dots like 2^-7.
+    const __m512i thirty_two = _mm512_set1_epi8(32);
+    __m512i isum = _mm512_setzero_si512();
     for (int c = 0; c < 2; ++c) {
       const __m256i a = load256(x[i].ql + 64 * c), b = load256(x[i].ql + 64 * c + 32);
       const __m256i h = load256(x[i].qh + 32 * c);
@@ -211,8 +213,11 @@ float vec_dot_q6_K_q8_K(int64_t n, const void* vw, const void* va) {
                                             s[0], s[0], s[0]);
       const __m512i sc_b = _mm512_set_epi32(s[7], s[7], s[7], s[7], s[6], s[6], s[6], s[6], s[5], s[5], s[5], s[5], s[4],
                                             s[4], s[4], s[4]);
-      isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dp(join(u0, u1), load512(y[i].qs + 128 * c)), sc_a));
-      isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dp(join(u2, u3), load512(y[i].qs + 128 * c + 64)), sc_b));
+      const __m512i ya = load512(y[i].qs + 128 * c), yb = load512(y[i].qs + 128 * c + 64);
+      const __m512i pa = _mm512_sub_epi32(dp(join(u0, u1), ya), dp(thirty_two, ya));
+      const __m512i pb = _mm512_sub_epi32(dp(join(u2, u3), yb), dp(thirty_two, yb));
+      isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(pa, sc_a));
+      isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(pb, sc_b));
     }
     acc = _mm512_fmadd_ps(_mm512_set1_ps(h2f(x[i].d) * y[i].d), _mm512_cvtepi32_ps(isum), acc);
   }
