@@ -12,7 +12,8 @@
 // Per type, interleaved rep by rep so load changes hit both alike:
 //   packed    kernels::gemv_packed (kernels/gemv_packed.h): the weights regrouped once into
 //             16-row panels (what a model's one-token steps run); "-" for F16, which has no
-//             packed layout (its gemv reads rows as they lie at full speed already)
+//             packed layout (its gemv reads rows as they lie at full speed already). With
+//             --isa, that ISA's packed kernels (avx2, avx512; ref: unpack + reference)
 //   gemv      kernels::gemv (kernels/gemv.h) on the converted activation row, weights in place
 //   gemm n=1  kernels::gemm with one token (what model code calls: conversion + its GEMV path)
 //   per-row   one dispatched vec_dot per row, OpenMP schedule(static, 8): the GEMV before gemv.h
@@ -196,7 +197,8 @@ int main(int argc, char** argv) {
                    "  --no-hugepages  no madvise(MADV_HUGEPAGE) on the anchor and weight buffers\n"
                    "  --cpu-clock     time by process CPU time / threads, not wall time (shared machines;\n"
                    "                  set OMP_WAIT_POLICY=passive)\n"
-                   "  --isa NAME      gemv column runs that ISA's variant (ref, avx2, avx512) where one exists\n");
+                   "  --isa NAME      gemv and packed columns run that ISA's kernels (ref, avx2, avx512) where\n"
+                   "                  they exist (e.g. the AVX2 kernels on an AVX-512 machine)\n");
       return 2;
     }
   }
@@ -266,6 +268,10 @@ int main(int argc, char** argv) {
         per_row_gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data());
     };
     run_gemv();  // warm-up
+    // The packed column's kernels: packed_isa() unless --isa names one this CPU runs.
+    kernels::Isa packed_isa = kernels::packed_isa();
+    for (kernels::Isa i : {kernels::Isa::kRef, kernels::Isa::kAvx2, kernels::Isa::kAvx512})
+      if (isa == kernels::isa_name(i) && kernels::packed_isa_available(i)) packed_isa = i;
     const bool packable = kernels::gemv_packable(t, rows, cols);
     kernels::PackedMatrix packed;
     double pack_s = 0;
@@ -273,7 +279,7 @@ int main(int argc, char** argv) {
     double best_read = 1e30, best_gemv = 1e30, best_gemm = 1e30, best_rows = 1e30, best_packed = 1e30;
     for (int r = 0; r < reps; ++r) {
       best_read = std::min(best_read, seconds(read_pass));
-      if (packable) best_packed = std::min(best_packed, seconds([&] { kernels::gemv_packed(packed, act.data(), y.data()); }));
+      if (packable) best_packed = std::min(best_packed, seconds([&] { kernels::gemv_packed_with(packed, act.data(), y.data(), packed_isa, true); }));
       best_gemv = std::min(best_gemv, seconds(run_gemv));
       best_gemm = std::min(best_gemm, seconds([&] { kernels::gemm(t, w.data, row_bytes, rows, cols, x.data(), 1, y.data()); }));
       best_rows = std::min(best_rows, seconds([&] { per_row_gemv(t, w.data, row_bytes, rows, cols, act.data(), y.data()); }));
@@ -286,7 +292,9 @@ int main(int argc, char** argv) {
     std::printf("%-6s %8.0f %8.2f | %s | %8.2f %6.2f | %8.2f %6.2f | %8.2f %6.2f | %s\n", std::string(type_name(t)).c_str(),
                 w_bytes / 1048576.0, read_gbs, packed_col, gbs(best_gemv), gbs(best_gemv) / read_gbs, gbs(best_gemm),
                 gbs(best_gemm) / read_gbs, gbs(best_rows), gbs(best_rows) / read_gbs, v ? kernels::isa_name(v->isa) : "vec_dot per row");
-    if (packable) std::printf("       (packing %.0f MB took %.2f s, once per matrix)\n", w_bytes / 1048576.0, pack_s);
+    if (packable)
+      std::printf("       (packed kernels: %s; packing %.0f MB took %.2f s, once per matrix)\n", kernels::isa_name(packed_isa),
+                  w_bytes / 1048576.0, pack_s);
     sink += static_cast<uint64_t>(y[0] != 0.0f);
   }
   if (sink == 42) std::printf("\n");  // keeps the anchor sums alive

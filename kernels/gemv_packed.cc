@@ -67,32 +67,38 @@ uint8_t* thread_buffer(int which, size_t bytes) {
   return buf.data() + ((64 - p % 64) % 64);
 }
 
+struct SimdKernel;  // x86 only
 #if defined(SHRINK_HAVE_X86)
 struct SimdKernel {
   size_t (*scratch_bytes)(int64_t n_cols);
   void (*prepare)(const void* act, int64_t n_cols, void* scratch);
-  avx512::PackedPanelsFn panels;
+  PackedPanelsFn panels;
 };
-const SimdKernel* simd_kernel(TypeId t) {
-  static const SimdKernel q8_0{&avx512::packed_q8_0_scratch, &avx512::packed_q8_0_prepare, &avx512::packed_q8_0_panels};
-  static const SimdKernel q4_0{&avx512::packed_q4_0_scratch, &avx512::packed_q4_0_prepare, &avx512::packed_q4_0_panels};
-  static const SimdKernel q4_K{&avx512::packed_q4_K_scratch, &avx512::packed_q4_K_prepare, &avx512::packed_q4_K_panels};
+#define SHRINK_PACKED_KERNEL(NS, NAME) SimdKernel{&NS::NAME##_scratch, &NS::NAME##_prepare, &NS::NAME##_panels}
+// The packed kernels of `isa` (kAvx512 or kAvx2) for type t.
+const SimdKernel* simd_kernel(Isa isa, TypeId t) {
+  static const SimdKernel k512[3] = {SHRINK_PACKED_KERNEL(avx512, packed_q8_0), SHRINK_PACKED_KERNEL(avx512, packed_q4_0),
+                                     SHRINK_PACKED_KERNEL(avx512, packed_q4_K)};
+  static const SimdKernel k256[3] = {SHRINK_PACKED_KERNEL(avx2, packed_q8_0), SHRINK_PACKED_KERNEL(avx2, packed_q4_0),
+                                     SHRINK_PACKED_KERNEL(avx2, packed_q4_K)};
+  const SimdKernel* k = isa == Isa::kAvx512 ? k512 : k256;
   switch (t) {
-    case TypeId::Q8_0: return &q8_0;
-    case TypeId::Q4_0: return &q4_0;
-    case TypeId::Q4_K: return &q4_K;
+    case TypeId::Q8_0: return &k[0];
+    case TypeId::Q4_0: return &k[1];
+    case TypeId::Q4_K: return &k[2];
     default: return nullptr;
   }
 }
+#undef SHRINK_PACKED_KERNEL
 #endif
 
 // Panels [p0, p1) of one thread. SIMD: two streams, the first and second half of the range side
 // by side (see gemv_packed.h for why). Otherwise each panel is unpacked and given to `v`.
 void run_panels(const PackedMatrix& m, int64_t p0, int64_t p1, const void* act, const void* scratch, float* y,
-                bool simd, const GemvVariant* v) {
+                const SimdKernel* simd, const GemvVariant* v) {
 #if defined(SHRINK_HAVE_X86)
-  if (simd) {
-    const avx512::PackedPanelsFn fn = simd_kernel(m.type)->panels;
+  if (simd != nullptr) {
+    const PackedPanelsFn fn = simd->panels;
     const int64_t h = (p1 - p0) / 2;
     for (int64_t i = 0; i < h; ++i) {
       const uint8_t* two[2] = {m.panel(p0 + i), m.panel(p0 + h + i)};
@@ -121,17 +127,20 @@ const GemvVariant* reference_variant(TypeId type, GemvOrder order) {
   return nullptr;
 }
 
-void run(const PackedMatrix& m, const void* act, float* y, bool simd, const GemvVariant* v, bool threads) {
+// `isa`: kAvx512 or kAvx2 run that ISA's packed kernels, kRef unpacks panels for `v`.
+void run(const PackedMatrix& m, const void* act, float* y, Isa isa, const GemvVariant* v, bool threads) {
   const int64_t n_panels = m.n_rows / kPanelRows;
   size_t scratch_bytes = 0;
   void (*prepare)(const void*, int64_t, void*) = nullptr;
+  const SimdKernel* simd = nullptr;
 #if defined(SHRINK_HAVE_X86)
-  if (simd) {
-    scratch_bytes = simd_kernel(m.type)->scratch_bytes(m.n_cols);
-    prepare = simd_kernel(m.type)->prepare;
+  if (isa != Isa::kRef) {
+    simd = simd_kernel(isa, m.type);
+    scratch_bytes = simd->scratch_bytes(m.n_cols);
+    prepare = simd->prepare;
   }
 #endif
-  if (!simd) {
+  if (simd == nullptr) {
     scratch_bytes = v->scratch_bytes(m.n_cols);
     prepare = v->prepare;
   }
@@ -198,26 +207,39 @@ void unpack_panel(const PackedMatrix& m, int64_t p, uint8_t* out) {
                  out + static_cast<size_t>(r) * m.row_bytes + static_cast<size_t>(u) * block, false);
 }
 
-bool packed_simd_available() {
+bool packed_isa_available(Isa isa) {
 #if defined(SHRINK_HAVE_X86)
   const CpuFeatures& f = cpu_features();
-  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.fma && f.f16c;
+  const bool avx2 = f.avx2 && f.fma && f.f16c;
+  switch (isa) {
+    case Isa::kRef: return true;
+    case Isa::kAvx2: return avx2;
+    case Isa::kAvx512: return avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
+    default: return false;
+  }
 #else
-  return false;
+  return isa == Isa::kRef;
 #endif
 }
 
-bool gemv_packed_preferred() { return packed_simd_available() && !force_reference(); }
-
-void gemv_packed(const PackedMatrix& m, const void* act, float* y) {
-  const bool simd = packed_simd_available() && !force_reference();
-  const GemvVariant* v = simd ? nullptr : dispatched_gemv(m.type, gemv_order(m.type, m.n_rows));
-  run(m, act, y, simd, v, true);
+Isa packed_isa() {
+  if (force_reference()) return Isa::kRef;
+  if (packed_isa_available(Isa::kAvx512)) return Isa::kAvx512;
+  if (packed_isa_available(Isa::kAvx2)) return Isa::kAvx2;
+  return Isa::kRef;
 }
 
-void gemv_packed_with(const PackedMatrix& m, const void* act, float* y, bool simd) {
-  if (simd && !packed_simd_available()) std::abort();
-  run(m, act, y, simd, simd ? nullptr : reference_variant(m.type, gemv_order(m.type, m.n_rows)), false);
+bool gemv_packed_preferred() { return packed_isa() != Isa::kRef; }
+
+void gemv_packed(const PackedMatrix& m, const void* act, float* y) {
+  const Isa isa = packed_isa();
+  const GemvVariant* v = isa == Isa::kRef ? dispatched_gemv(m.type, gemv_order(m.type, m.n_rows)) : nullptr;
+  run(m, act, y, isa, v, true);
+}
+
+void gemv_packed_with(const PackedMatrix& m, const void* act, float* y, Isa isa, bool threads) {
+  if (!packed_isa_available(isa)) std::abort();
+  run(m, act, y, isa, isa == Isa::kRef ? reference_variant(m.type, gemv_order(m.type, m.n_rows)) : nullptr, threads);
 }
 
 }  // namespace shrink::kernels

@@ -38,6 +38,7 @@
 #include <memory>
 
 #include "kernels/quant_types.h"
+#include "kernels/registry.h"
 
 namespace shrink::kernels {
 
@@ -64,17 +65,23 @@ PackedMatrix pack_matrix(TypeId type, const void* w, size_t row_bytes, int64_t n
 void unpack_panel(const PackedMatrix& m, int64_t p, uint8_t* out);
 
 // y[r] = sum_i W[r][i] a[i] for every row; `act` as for gemv() (vec_dot_type(type) row). Equal
-// bit for bit to gemv(m.type, original rows, ...). AVX-512 VNNI CPUs run the packed kernels;
-// others (and SHRINK_FORCE_REF=1) unpack each panel and run gemv()'s variant on it.
+// bit for bit to gemv(m.type, original rows, ...). Runs packed_isa()'s kernels on the OpenMP team.
 void gemv_packed(const PackedMatrix& m, const void* act, float* y);
 
-// True when gemv_packed runs its packed kernels here (AVX-512 VNNI, no SHRINK_FORCE_REF=1).
-// Elsewhere it unpacks every panel first, and gemv() on the original rows is the faster choice.
+// The kernels gemv_packed() runs here: Isa::kAvx512 (AVX-512 F/BW/VL/DQ + VNNI), else Isa::kAvx2
+// (AVX2 + FMA + F16C), else Isa::kRef: each panel unpacked and given to gemv()'s dispatched
+// variant (also under SHRINK_FORCE_REF=1).
+Isa packed_isa();
+
+// True when gemv_packed runs packed kernels here (packed_isa() != kRef). Both ISAs' packed
+// kernels beat gemv() in place (bench_gemv, with --isa avx2 for the AVX2 ones); the unpacking
+// path does not, and there gemv() on the original rows is the faster choice.
 bool gemv_packed_preferred();
 
-// Single-threaded, one path: true = the packed SIMD kernels (requires packed_simd_available()),
-// false = unpack + gemv()'s reference. For tests.
-bool packed_simd_available();
-void gemv_packed_with(const PackedMatrix& m, const void* act, float* y, bool simd);
+// One path, for tests and benchmarks: `isa`'s packed kernels, or Isa::kRef = unpack + gemv()'s
+// scalar reference. Requires packed_isa_available(isa) (kRef: everywhere). `threads`: split the
+// panels over the OpenMP team as gemv_packed() does; otherwise one thread.
+bool packed_isa_available(Isa isa);
+void gemv_packed_with(const PackedMatrix& m, const void* act, float* y, Isa isa, bool threads = false);
 
 }  // namespace shrink::kernels

@@ -42,6 +42,7 @@ namespace {
 using namespace shrink::test::kernel_data;
 using kernels::GemvOrder;
 using kernels::GemvVariant;
+using kernels::Isa;
 
 std::string rerun_hint() { return "rerun with: --rng-seed " + std::to_string(test::seed()); }
 std::string describe(const GemvVariant& v) {
@@ -256,9 +257,12 @@ TEST_CASE("gemv_packable takes Q8_0, Q4_0 and Q4_K matrices of whole 16-row pane
 TEST_CASE("Packed GEMV: unpacking returns the rows, and every path equals gemv()'s reference bit for bit",
           "[kernels][gemv]") {
   Rng rng(test::seed());
-  const bool simd = kernels::packed_simd_available();
-  if (!simd) WARN("no AVX-512 VNNI: only the unpacking path of the packed GEMV is tested");
-  int compared = 0;
+  // Every packed path this CPU runs: the unpacking one, then each ISA's kernels.
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::kRef, Isa::kAvx2, Isa::kAvx512})
+    if (kernels::packed_isa_available(isa)) isas.push_back(isa);
+  if (isas.size() == 1) WARN("no packed SIMD kernels on this CPU: only the unpacking path of the packed GEMV is tested");
+  std::vector<int> compared(isas.size(), 0);
   for (const Case& c : shape_cases()) {
     if (c.type == TypeId::F16) continue;
     for (int64_t cols : c.cols) {
@@ -279,24 +283,27 @@ TEST_CASE("Packed GEMV: unpacking returns the rows, and every path equals gemv()
           }
           const std::vector<uint8_t> a = make_activation(rng, c.type, cols, kind == 1 && rows % 32 == 0);
           const GemvVariant& ref = reference_of(c.type, kernels::gemv_order(c.type, rows));
-          std::vector<float> want(static_cast<size_t>(rows), -1.0f), unpacked(static_cast<size_t>(rows), -2.0f),
-              packed(static_cast<size_t>(rows), -3.0f);
+          std::vector<float> want(static_cast<size_t>(rows), -1.0f);
           kernels::gemv_with(ref, m.bytes.data(), m.stride, rows, cols, a.data(), want.data());
-          kernels::gemv_packed_with(pm, a.data(), unpacked.data(), false);
-          if (simd) kernels::gemv_packed_with(pm, a.data(), packed.data(), true);
-          for (int64_t r = 0; r < rows; ++r) {
-            INFO(type_name(c.type) << " rows=" << rows << " cols=" << cols << " kind=" << kind << " row " << r << ": ref "
-                                   << want[r] << " unpacked " << unpacked[r] << " packed " << packed[r] << "; "
-                                   << rerun_hint());
-            REQUIRE(same_bits(unpacked[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
-            if (simd) REQUIRE(same_bits(packed[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
+          for (size_t k = 0; k < isas.size(); ++k) {
+            std::vector<float> packed(static_cast<size_t>(rows), -3.0f);
+            kernels::gemv_packed_with(pm, a.data(), packed.data(), isas[k]);
+            for (int64_t r = 0; r < rows; ++r) {
+              INFO(type_name(c.type) << " rows=" << rows << " cols=" << cols << " kind=" << kind << " row " << r
+                                     << ": ref " << want[r] << " packed (" << kernels::isa_name(isas[k]) << ") "
+                                     << packed[r] << "; " << rerun_hint());
+              REQUIRE(same_bits(packed[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
+            }
+            ++compared[k];
           }
-          ++compared;
         }
       }
     }
   }
-  REQUIRE(compared > 0);
+  for (size_t k = 0; k < isas.size(); ++k) {
+    INFO(kernels::isa_name(isas[k]));
+    REQUIRE(compared[k] > 0);
+  }
 }
 
 TEST_CASE("gemv_packed() on all threads equals gemv() on the original rows", "[kernels][gemv]") {
@@ -313,12 +320,22 @@ TEST_CASE("gemv_packed() on all threads equals gemv() on the original rows", "[k
     const Matrix m = make_matrix(rng, c.type, c.rows, c.cols, 0, 0);
     const std::vector<uint8_t> a = make_activation(rng, c.type, c.cols, false);
     const kernels::PackedMatrix pm = kernels::pack_matrix(c.type, m.bytes.data(), m.stride, c.rows, c.cols);
-    std::vector<float> got(static_cast<size_t>(c.rows), -1.0f), want(static_cast<size_t>(c.rows), -2.0f);
-    kernels::gemv_packed(pm, a.data(), got.data());
+    std::vector<float> want(static_cast<size_t>(c.rows), -2.0f);
     kernels::gemv(c.type, m.bytes.data(), m.stride, c.rows, c.cols, a.data(), want.data());
-    for (int64_t r = 0; r < c.rows; ++r) {
-      INFO(type_name(c.type) << " rows=" << c.rows << " cols=" << c.cols << " row " << r << "; " << rerun_hint());
-      REQUIRE(same_bits(got[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
+    // gemv_packed() itself, then each packed ISA this CPU runs on the same thread split.
+    for (int path = -1; path < 3; ++path) {
+      const Isa isas[3] = {Isa::kRef, Isa::kAvx2, Isa::kAvx512};
+      if (path >= 0 && !kernels::packed_isa_available(isas[path])) continue;
+      std::vector<float> got(static_cast<size_t>(c.rows), -1.0f);
+      if (path < 0)
+        kernels::gemv_packed(pm, a.data(), got.data());
+      else
+        kernels::gemv_packed_with(pm, a.data(), got.data(), isas[path], true);
+      for (int64_t r = 0; r < c.rows; ++r) {
+        INFO(type_name(c.type) << " rows=" << c.rows << " cols=" << c.cols << " row " << r << " path "
+                               << (path < 0 ? "gemv_packed" : kernels::isa_name(isas[path])) << "; " << rerun_hint());
+        REQUIRE(same_bits(got[static_cast<size_t>(r)], want[static_cast<size_t>(r)]));
+      }
     }
   }
 }

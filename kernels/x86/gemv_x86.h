@@ -1,5 +1,7 @@
 // AVX2 (gemv_avx2.cc) and AVX-512 (gemv_avx512.cc) GEMV kernels, listed in gemv_variants()
-// (kernels/gemv.cc). Same contract as the scalar references there: identical bits.
+// (kernels/gemv.cc), and both ISAs' packed GEMV kernels (gemv_packed_avx2.cc,
+// gemv_packed_avx512.cc, run by kernels/gemv_packed.cc). Same contract as the scalar references
+// there: identical bits.
 #pragma once
 
 #include <xmmintrin.h>  // _mm_prefetch (SSE: every x86-64 CPU)
@@ -45,9 +47,9 @@ inline Sweep next_group(const uint8_t* w, size_t row_bytes, int64_t r_next, int6
   void NAME##_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const void* act, \
                    const void* scratch, float* y);
 
-namespace avx512 {
 // Packed GEMV (kernels/gemv_packed.h): n (1 or 2) panels of 16 rows side by side, one output
 // array of 16 floats each; scratch from the type's prepare(), computed once per activation row.
+// Each ISA namespace below has its own scratch layout: prepare and panels go together.
 using PackedPanelsFn = void (*)(const uint8_t* const* panels, int n, int64_t n_cols, const void* act,
                                 const void* scratch, float* const* y);
 #define SHRINK_PACKED_DECL(NAME)                                          \
@@ -55,10 +57,11 @@ using PackedPanelsFn = void (*)(const uint8_t* const* panels, int n, int64_t n_c
   void NAME##_prepare(const void* act, int64_t n_cols, void* scratch);    \
   void NAME##_panels(const uint8_t* const* panels, int n, int64_t n_cols, const void* act, const void* scratch, \
                      float* const* y);
+
+namespace avx512 {
 SHRINK_PACKED_DECL(packed_q8_0)
 SHRINK_PACKED_DECL(packed_q4_0)
 SHRINK_PACKED_DECL(packed_q4_K)
-#undef SHRINK_PACKED_DECL
 
 SHRINK_GEMV_DECL(gemv_q8_0_vecdot)
 SHRINK_GEMV_DECL(gemv_f16_vecdot)
@@ -67,11 +70,17 @@ SHRINK_GEMV_DECL(gemv_q4_K_repack8)
 }  // namespace avx512
 
 namespace avx2 {
+// gemv_packed_avx2.cc: AVX2 + FMA + F16C, no VNNI.
+SHRINK_PACKED_DECL(packed_q8_0)
+SHRINK_PACKED_DECL(packed_q4_0)
+SHRINK_PACKED_DECL(packed_q4_K)
+
 SHRINK_GEMV_DECL(gemv_q8_0_vecdot)
 SHRINK_GEMV_DECL(gemv_q4_0_repack8)
 SHRINK_GEMV_DECL(gemv_q4_K_repack8)
 }  // namespace avx2
 
 #undef SHRINK_GEMV_DECL
+#undef SHRINK_PACKED_DECL
 
 }  // namespace shrink::kernels
