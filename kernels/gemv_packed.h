@@ -16,8 +16,8 @@
 // and a software prefetch ~2 KB ahead in each (gemv_packed_avx512.cc). Result: 0.91-0.94 of
 // the read anchor for Q8_0, Q4_0 and Q4_K, against 0.63-0.79 for gemv() in place. The AVX2
 // kernels (gemv_packed_avx2.cc, for CPUs without AVX-512 VNNI) reach 0.88-0.96 there (one noisy
-// Q4_0 run 1.04) against
-// 0.46-0.68 for the AVX2 gemv() in place (bench_gemv --isa avx2 --cpu-clock).
+// Q4_0 run 1.04) against 0.46-0.68 for the AVX2 gemv() in place (bench_gemv --isa avx2
+// --cpu-clock).
 //
 // The float steps per row are exactly gemv()'s (ggml's one-token order, see gemv.h): packing
 // changes only how the exact integer sums are formed, so packed and in-place results are equal
