@@ -15,7 +15,7 @@
 // rows side by side (one stream per core reached 0.64-0.79 of the read anchor, two 0.93-0.98),
 // and a software prefetch ~2 KB ahead in each (gemv_packed_avx512.cc). Result: 0.91-0.94 of
 // the read anchor for Q8_0, Q4_0 and Q4_K, against 0.63-0.79 for gemv() in place. The AVX2
-// kernels (gemv_packed_avx2.cc, for CPUs without AVX-512 VNNI) reach 0.87-0.97 there in 15 of
+// kernels (gemv_packed_avx2.cc, for CPUs without AVX-512 VNNI) reach 0.87-0.97 there in 16 of
 // 18 type-runs (extremes 0.75 and 1.04: a shared machine) against 0.46-0.76 for the AVX2 gemv()
 // in place (bench_gemv --isa avx2 --cpu-clock, six runs).
 //
