@@ -70,7 +70,7 @@ constexpr size_t kQ4_0Unit = 16 * sizeof(block_q4_0);
 
 template <int NP>
 void q4_0_panels(const uint8_t* const* pn, int64_t nb, const block_q8_0* a, const Q4_0Prep* prep, float* const* y) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
   __m512 acc[NP];
   for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -87,12 +87,13 @@ void q4_0_panels(const uint8_t* const* pn, int64_t nb, const block_q8_0* a, cons
       for (int p = 0; p < NP; ++p) {
         const __m512i v = load512(pn[p] + at + 64 * i);
         lo[p] = _mm512_dpbusd_epi32(lo[p], _mm512_and_si512(v, low4), al);
-        hi[p] = _mm512_dpbusd_epi32(hi[p], _mm512_and_si512(_mm512_srli_epi16(v, 4), low4), ah);
+        hi[p] = _mm512_dpbusd_epi32(hi[p], _mm512_and_si512(v, high4), ah);  // 16 x the high products
       }
     }
     for (int p = 0; p < NP; ++p) {
       const __m512 d = f16x16_times(pn[p] + at + 256, prep[b].da);
-      acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo[p], hi[p])), d, acc[p]);
+      const __m512i isum = _mm512_add_epi32(lo[p], _mm512_srai_epi32(hi[p], 4));  // exact: hi is a multiple of 16
+      acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc[p]);
     }
   }
   for (int p = 0; p < NP; ++p) _mm512_storeu_ps(y[p], acc[p]);
@@ -213,6 +214,7 @@ inline __m512i byte_of(__m512i v) {
 template <int NP>
 void q4_K_panels(const uint8_t* const* pn, int64_t nb, const block_q8_K* a, const int32_t* bp, float* const* y) {
   const __m512i low4 = _mm512_set1_epi8(0x0F), low6 = _mm512_set1_epi8(0x3F), bits45 = _mm512_set1_epi8(0x30);
+  const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
   const __m512i even_words = _mm512_set1_epi32(0x00FF00FF);
   __m512 acc[NP], acc_min[NP];
   for (int p = 0; p < NP; ++p) acc[p] = acc_min[p] = _mm512_setzero_ps();
@@ -238,26 +240,31 @@ void q4_K_panels(const uint8_t* const* pn, int64_t nb, const block_q8_K* a, cons
       acc_min[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), f16x16_times(u[p] + 32, a[b].d), acc_min[p]);
       isum[p] = _mm512_setzero_si512();
     }
-    // Scaled sums: qs bytes 32j .. 32j + 31 hold sub-block 2j (low nibbles) and 2j + 1 (high);
-    // the panels take turns every 512 bytes, so both streams advance together.
+    // Scaled sums: qs bytes 32j .. 32j + 31 hold sub-block 2j (low nibbles) and 2j + 1 (high).
+    // Each activation group is broadcast once and used by both panels right away (with the
+    // panels in the outer loop, the sixteen broadcasts of a j stayed live and spilled).
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
-      for (int p = 0; p < NP; ++p) {
-        prefetch_ahead(u[p] + 64 * 9 * j, 9);  // a quarter of the 36 lines of a unit
-        // Two chains per sub-block (even and odd groups), so no chain is longer than four.
-        __m512i sl[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, sh[2] = {sl[0], sl[0]};
+      for (int p = 0; p < NP; ++p) prefetch_ahead(u[p] + 64 * 9 * j, 9);  // a quarter of the 36 lines of a unit
+      // Two chains per sub-block and panel (even and odd groups): none longer than four.
+      __m512i sl[NP][2], sh[NP][2];
+      for (int p = 0; p < NP; ++p) sl[p][0] = sl[p][1] = sh[p][0] = sh[p][1] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-        for (int c = 0; c < 8; ++c) {
+      for (int c = 0; c < 8; ++c) {
+        const __m512i al = bcast32(aq + 64 * j + 4 * c), ah = bcast32(aq + 64 * j + 32 + 4 * c);
+        for (int p = 0; p < NP; ++p) {
           const __m512i v = load512(u[p] + 256 + 64 * (8 * j + c));
-          sl[c % 2] = _mm512_dpbusd_epi32(sl[c % 2], _mm512_and_si512(v, low4), bcast32(aq + 64 * j + 4 * c));
-          sh[c % 2] = _mm512_dpbusd_epi32(sh[c % 2], _mm512_and_si512(_mm512_srli_epi16(v, 4), low4),
-                                          bcast32(aq + 64 * j + 32 + 4 * c));
+          sl[p][c % 2] = _mm512_dpbusd_epi32(sl[p][c % 2], _mm512_and_si512(v, low4), al);
+          sh[p][c % 2] = _mm512_dpbusd_epi32(sh[p][c % 2], _mm512_and_si512(v, high4), ah);  // 16 x the products
         }
+      }
+      for (int p = 0; p < NP; ++p) {
         const __m512i sc = j < 2 ? sc_lo[p] : sc_hi[p];
         const __m512i sc_a = j % 2 == 0 ? byte_of<0>(sc) : byte_of<2>(sc);
         const __m512i sc_b = j % 2 == 0 ? byte_of<1>(sc) : byte_of<3>(sc);
-        isum[p] = _mm512_add_epi32(isum[p], _mm512_add_epi32(_mm512_mullo_epi32(_mm512_add_epi32(sl[0], sl[1]), sc_a),
-                                                              _mm512_mullo_epi32(_mm512_add_epi32(sh[0], sh[1]), sc_b)));
+        const __m512i lo = _mm512_add_epi32(sl[p][0], sl[p][1]);
+        const __m512i hi = _mm512_srai_epi32(_mm512_add_epi32(sh[p][0], sh[p][1]), 4);  // exact: multiples of 16
+        isum[p] = _mm512_add_epi32(isum[p], _mm512_add_epi32(_mm512_mullo_epi32(lo, sc_a), _mm512_mullo_epi32(hi, sc_b)));
       }
     }
     for (int p = 0; p < NP; ++p)
