@@ -18,7 +18,7 @@
 namespace shrink::kernels {
 namespace {
 
-// Bytes of one packed unit (16 rows x one block or super-block) and the block's weights.
+// Weights per block of `t` (a packed unit holds this block of all 16 rows of a panel).
 int64_t unit_cols(TypeId t) { return t == TypeId::Q4_K ? QK_K : 32; }
 
 // Original block of `type` <-> its slot in a packed unit, for row r of the panel. `to_packed`

@@ -9,15 +9,17 @@
 // 16 rows, so one 512-bit load holds one 4-byte group of each of the 16 rows and one vpdpbusd
 // against a broadcast activation group advances all 16 row sums: no reductions, no shuffles.
 //
-// Measured (bench_gemv, 256 MB, one token, 4096 columns, this 2-core AVX-512 machine): the Q4_0
-// kernel runs at ~70 GB/s per core with its data in L2 against ~35 for gemv()'s in-place one.
-// Streaming from memory also needs two streams per core: each thread walks two halves of its
-// rows side by side (one stream per core reached 0.64-0.79 of the read anchor, two 0.93-0.98),
-// and a software prefetch ~2 KB ahead in each (gemv_packed_avx512.cc). Result: 0.91-0.94 of
-// the read anchor for Q8_0, Q4_0 and Q4_K, against 0.63-0.79 for gemv() in place. The AVX2
-// kernels (gemv_packed_avx2.cc, for CPUs without AVX-512 VNNI) reach 0.87-0.97 there in 16 of
-// 18 type-runs (extremes 0.75 and 1.04: a shared machine) against 0.46-0.76 for the AVX2 gemv()
-// in place (bench_gemv --isa avx2 --cpu-clock, six runs).
+// Measured (bench_gemv, 256 MB, one token, 4096 columns, this 2-core AVX-512 machine): the
+// packed kernels run at 58-74 GB/s per core with their data in L2, against 27-37 for gemv()'s
+// in-place ones. Streaming from memory also needs two streams per core: each thread walks two
+// halves of its rows side by side (a first Q4_0 version reached 0.64-0.79 of a one-stream read
+// anchor with one stream per core, 0.93-0.98 with two), and a software prefetch ~2.3 KB ahead
+// in each (gemv_packed_avx512.cc). Against a read anchor that also uses two streams per thread
+// (up to 15% faster than one), on a quiet machine: 0.80-0.91 on 2 threads and 0.81-0.86 on one
+// core for Q8_0, Q4_0 and Q4_K, against 0.54-0.69 for gemv() in place (README has the runs).
+// The AVX2 kernels (gemv_packed_avx2.cc, for CPUs without AVX-512 VNNI) reached 0.87-0.97 of
+// the one-stream anchor in 16 of 18 type-runs (extremes 0.75 and 1.04: a shared machine)
+// against 0.46-0.76 for the AVX2 gemv() in place (bench_gemv --isa avx2 --cpu-clock, six runs).
 //
 // The float steps per row are exactly gemv()'s (ggml's one-token order, see gemv.h): packing
 // changes only how the exact integer sums are formed, so packed and in-place results are equal
