@@ -314,6 +314,8 @@ TEST_CASE("gemv_packed() on all threads equals gemv() on the original rows", "[k
     TypeId type;
     int64_t rows, cols;
   } cases[] = {{TypeId::Q8_0, 608, 4096}, {TypeId::Q8_0, 48, 256},  {TypeId::Q4_0, 1008, 4096},
+               // Past 4 MB: several chunks of the dynamic schedule (AVX-512 Q8_0 / Q4_K), the last odd
+               {TypeId::Q8_0, 1104, 4096}, {TypeId::Q4_K, 2096, 4096},
                {TypeId::Q4_0, 16, 64},    {TypeId::Q4_K, 1040, 4096}, {TypeId::Q4_K, 32, 512}};
   INFO("OpenMP threads: " << omp_get_max_threads());
   for (const auto& c : cases) {
