@@ -14,9 +14,10 @@
 // in-place ones. Streaming from memory also needs two streams per core: each thread walks two
 // halves of its rows side by side (a first Q4_0 version reached 0.64-0.79 of a one-stream read
 // anchor with one stream per core, 0.93-0.98 with two), and a software prefetch ~2.3 KB ahead
-// in each (gemv_packed_avx512.cc). Against a read anchor that also uses two streams per thread
-// (up to 15% faster than one), on a quiet machine: 0.80-0.91 on 2 threads and 0.81-0.86 on one
-// core for Q8_0, Q4_0 and Q4_K, against 0.54-0.69 for gemv() in place (README has the runs).
+// in each (gemv_packed_avx512.cc), and (AVX-512 Q8_0, Q4_K) a dynamic schedule of 4 MB chunks.
+// Against a read anchor that also uses two streams per thread (up to 15% faster than one), on a
+// quiet machine (82-91 GB/s): 0.87-1.04 on 2 threads and 0.72-0.96 on one core for Q8_0, Q4_0
+// and Q4_K, against 0.49-0.70 for gemv() in place (README has the runs).
 // The AVX2 kernels (gemv_packed_avx2.cc, for CPUs without AVX-512 VNNI) reached 0.87-0.97 of
 // the one-stream anchor in 16 of 18 type-runs (extremes 0.75 and 1.04: a shared machine)
 // against 0.46-0.76 for the AVX2 gemv() in place (bench_gemv --isa avx2 --cpu-clock, six runs).

@@ -27,7 +27,7 @@
 namespace shrink {
 
 // The copy of a matrix that one-token products read (kernels/gemv_packed.h: the same bytes
-// regrouped into 16-row panels, 0.80-0.91 of memory bandwidth against 0.54-0.69 in place). Made
+// regrouped into 16-row panels, 0.87-1.04 of memory bandwidth against 0.49-0.70 in place). Made
 // by the first one-token product, so batched-only work such as eval never pays for it. It
 // describes the matrix it was made for: a WeightMatrix copied and then given other data, type
 // or shape (tests, exporters) shares the pointer but not the description, and reads in place.
