@@ -17,7 +17,7 @@
 //
 // Template NP: 1 or 2 panels side by side (two memory streams per core) and the software
 // prefetch ~2.3 KB ahead, as in the AVX-512 kernels. Both pay here too (bench_gemv --isa avx2
-// --cpu-clock, 256 MB, 2 threads on the 2-core Zen 4, three alternating runs, fraction of the
+// --cpu-clock, 256 MB, 2 threads on a 2-core AVX-512 machine, three alternating runs, fraction of the
 // read anchor, Q8_0 / Q4_0 / Q4_K): as written 0.88-0.95 / 0.88-1.04 / 0.89-0.96; without the
 // prefetch 0.73-0.75 / 0.77-0.79 / 0.59-0.68; one panel at a time 0.67-0.85 / 0.62-0.81 /
 // 0.56-0.57. The AVX2 gemv() in place reached 0.61-0.68 / 0.46-0.48 / 0.57-0.63 in those runs.
