@@ -10,20 +10,13 @@
 
 #include "kernels/quant_types.h"
 #include "kernels/x86/gemv_x86.h"
+#include "kernels/x86/gemv_simd_common.h"
 
 namespace shrink::kernels::avx2 {
 namespace {
 
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 inline float fma1(float a, float b, float c) {
   return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
-inline float hsum_float_8(__m256 v) {  // ggml's, bit for bit
-  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 inline int32_t hsum_i32_8(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_extracti128_si256(v, 1), _mm256_castsi256_si128(v));

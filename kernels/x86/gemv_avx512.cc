@@ -23,21 +23,13 @@
 
 #include "kernels/quant_types.h"
 #include "kernels/x86/gemv_x86.h"
+#include "kernels/x86/gemv_simd_common.h"
 
 namespace shrink::kernels::avx512 {
 namespace {
 
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
-inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
-// ggml's hsum_float_8 (arch/x86 quants.c), bit for bit.
-inline float hsum_float_8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // 16 fp16 values (the low halves of 16 int32 lanes) as floats.
 inline __m512 low_halves_to_float(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }

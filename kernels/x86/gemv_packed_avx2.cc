@@ -27,32 +27,16 @@
 
 #include "kernels/quant_types.h"
 #include "kernels/x86/gemv_x86.h"
+#include "kernels/x86/gemv_simd_common.h"
 
 namespace shrink::kernels::avx2 {
 namespace {
 
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-constexpr size_t kPrefetchAhead = 2304;
-inline void prefetch_ahead(const uint8_t* p, int lines) {
-  for (int l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + 64 * l), _MM_HINT_T0);
-}
-inline int32_t load32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 inline __m256i bcast32(const void* p) { return _mm256_set1_epi32(load32(p)); }
 // 8 fp16 values at p (one per row) times a scalar, as floats.
 inline __m256 f16x8_times(const uint8_t* p, float s) { return _mm256_mul_ps(_mm256_cvtph_ps(load128(p)), _mm256_set1_ps(s)); }
 
-// ggml's hsum_float_8 (arch/x86 quants.c), bit for bit.
-inline float hsum_float_8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // Unsigned nibble bytes times signed bytes: int16 sums of adjacent pairs.
 inline __m256i mul_pairs(__m256i u, __m256i s) { return _mm256_maddubs_epi16(u, s); }

@@ -20,40 +20,18 @@
 
 #include "kernels/quant_types.h"
 #include "kernels/x86/gemv_x86.h"
+#include "kernels/x86/gemv_simd_common.h"
 
 namespace shrink::kernels::avx512 {
 namespace {
 
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-// Software prefetch, about 2.2 KB ahead in each stream, into L1: the hardware prefetchers alone
-// left Q4_K at 0.51-0.64 of the read anchor (one unit of 16 rows is 2304 bytes of work, more
-// than the out-of-order window reaches across) and 0.87 with it; Q4_0 went from 0.82-0.90 to
-// 0.91-0.93 and Q8_0 from 0.78-0.86 to 0.85-0.88 (bench_gemv, three alternating runs each).
-constexpr size_t kPrefetchAhead = 2304;
-// Prefetches the `lines` 64-byte lines kPrefetchAhead bytes past p (past the end of the matrix
-// for the last units: prefetches never fault).
-inline void prefetch_ahead(const uint8_t* p, int lines) {
-  for (int l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + 64 * l), _MM_HINT_T0);
-}
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
-inline int32_t load32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 inline __m512i bcast32(const void* p) { return _mm512_set1_epi32(load32(p)); }
 // 16 fp16 values at p (one per row) times a scalar, as floats.
 inline __m512 f16x16_times(const uint8_t* p, float s) {
   return _mm512_mul_ps(_mm512_cvtph_ps(load256(p)), _mm512_set1_ps(s));
 }
 
-// ggml's hsum_float_8 (arch/x86 quants.c), bit for bit.
-inline float hsum_float_8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 }  // namespace
 
