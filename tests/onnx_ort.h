@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -144,6 +145,24 @@ inline OrtMetrics ort_metrics(const OrtRun& f, const OrtRun& q, const std::strin
     }
   }
   return {10 * std::log10(rr / ee), rq / std::sqrt(rr * qq), mx, double(same) / rows};
+}
+
+// 12 samples of digit-free noise for the MNIST model (products of two uniforms: most pixels dark,
+// like a digit's page), written in `shrink eval --inputs` layout under dir (one subfolder per
+// sample, input.pb) and returned for ort_run.
+inline std::vector<std::map<std::string, OnnxTensor>> mnist_noise_inputs(const fs::path& dir) {
+  std::mt19937 rng(seed());
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<std::map<std::string, OnnxTensor>> samples;
+  for (int s = 0; s < 12; ++s) {
+    std::vector<float> v(28 * 28);
+    for (float& x : v) x = u(rng) * u(rng);
+    samples.push_back({{"input", OnnxTensor::floats({1, 1, 28, 28}, v)}});
+    fs::create_directories(dir / std::to_string(s));
+    const std::string bytes = tensor_to_proto(samples.back().at("input"), "input").SerializeAsString();
+    write_bytes(dir / std::to_string(s) / "input.pb", std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  }
+  return samples;
 }
 
 }  // namespace shrink::test

@@ -22,18 +22,7 @@ TEST_CASE("eval of a static-quantized mnist agrees with metrics from ONNX Runtim
                                               " --method static --calib-random 4 --input-shape input:1x1x28x28");
   INFO(qr.out);
   REQUIRE(qr.exit_code == 0);
-  // 12 samples of digit-free noise in the --inputs layout (one subfolder per sample, <input>.pb).
-  std::mt19937 rng(test::seed());
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  std::vector<std::map<std::string, OnnxTensor>> samples;
-  for (int s = 0; s < 12; ++s) {
-    std::vector<float> v(28 * 28);
-    for (float& x : v) x = u(rng) * u(rng);
-    samples.push_back({{"input", OnnxTensor::floats({1, 1, 28, 28}, v)}});
-    fs::create_directories(dir / "in" / std::to_string(s));
-    const std::string bytes = tensor_to_proto(samples.back().at("input"), "input").SerializeAsString();
-    test::write_bytes(dir / "in" / std::to_string(s) / "input.pb", std::vector<uint8_t>(bytes.begin(), bytes.end()));
-  }
+  const std::vector<std::map<std::string, OnnxTensor>> samples = test::mnist_noise_inputs(dir / "in");
   const test::RunResult er = test::run_shrink("eval " + test::quote(model.string()) + " --quantized " + test::quote(q.string()) +
                                               " --inputs " + test::quote((dir / "in").string()) + " --per-node --json 2>/dev/null");
   INFO(er.out);

@@ -38,19 +38,7 @@ TEST_CASE("eval --runtime ort equals the metrics of ONNX Runtime's own outputs (
   if (lib.empty()) test::skip_program("libonnxruntime.so.1 in onnxruntime-node (tests/interop, run setup.sh)");
   const fs::path model = test::require(test::data_dir() / "onnx" / "mnist.onnx", "shared ONNX models");
   test::TempDir dir;
-  // 12 samples of digit-free noise (products of two uniforms: most pixels dark, like a digit's page),
-  // in the --inputs layout (one subfolder per sample, <input>.pb).
-  std::mt19937 rng(test::seed());
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  std::vector<std::map<std::string, OnnxTensor>> samples;
-  for (int s = 0; s < 12; ++s) {
-    std::vector<float> v(28 * 28);
-    for (float& x : v) x = u(rng) * u(rng);
-    samples.push_back({{"input", OnnxTensor::floats({1, 1, 28, 28}, v)}});
-    fs::create_directories(dir / "in" / std::to_string(s));
-    const std::string bytes = tensor_to_proto(samples.back().at("input"), "input").SerializeAsString();
-    test::write_bytes(dir / "in" / std::to_string(s) / "input.pb", std::vector<uint8_t>(bytes.begin(), bytes.end()));
-  }
+  const std::vector<std::map<std::string, OnnxTensor>> samples = test::mnist_noise_inputs(dir / "in");
   const test::OrtRun f = test::ort_run(model, samples);
   REQUIRE(f.error.empty());
 
