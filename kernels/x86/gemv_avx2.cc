@@ -24,6 +24,17 @@ inline int32_t hsum_i32_8(__m256i v) {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
   return _mm_cvtsi128_si32(s);
 }
+// Offsets of up to 8 row starts from the first; rows past n repeat the last one (their lanes
+// are computed and dropped), so a group of fewer than 8 rows runs the same code.
+inline __m256i row_offsets8(size_t row_bytes, int64_t n, const uint8_t** rows, const uint8_t* w) {
+  alignas(32) int32_t off[8];
+  for (int r = 0; r < 8; ++r) {
+    const int64_t rr = std::min<int64_t>(r, n - 1);
+    rows[r] = w + static_cast<size_t>(rr) * row_bytes;
+    off[r] = static_cast<int32_t>(static_cast<size_t>(rr) * row_bytes);
+  }
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(off));
+}
 // Sum of u * s over groups of four bytes (u unsigned, s signed; |u * s| pairs below 2^15).
 inline __m256i dot4(__m256i u, __m256i s) { return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)); }
 
@@ -115,13 +126,7 @@ void gemv_q4_0_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
   for (int64_t r0 = 0; r0 < n_rows; r0 += 8) {
     const int64_t nr = std::min<int64_t>(8, n_rows - r0);
     const uint8_t* rows[8];
-    alignas(32) int32_t off[8];
-    for (int r = 0; r < 8; ++r) {  // rows past the end repeat the last one; their lanes are dropped
-      const int64_t rr = std::min<int64_t>(r, nr - 1);
-      rows[r] = w + static_cast<size_t>(r0 + rr) * row_bytes;
-      off[r] = static_cast<int32_t>(static_cast<size_t>(rr) * row_bytes);
-    }
-    const __m256i offs = _mm256_load_si256(reinterpret_cast<const __m256i*>(off));
+    const __m256i offs = row_offsets8(row_bytes, nr, rows, w + static_cast<size_t>(r0) * row_bytes);
     const uint8_t* base = rows[0];
     Sweep sweep = next_group(w, row_bytes, r0 + 8, n_rows, 8);
     __m256 acc = _mm256_setzero_ps();
@@ -223,13 +228,7 @@ void gemv_q4_K_repack8_rows(const uint8_t* w, size_t row_bytes, int64_t n_rows, 
   for (int64_t r0 = 0; r0 < n_rows; r0 += 8) {
     const int64_t nr = std::min<int64_t>(8, n_rows - r0);
     const uint8_t* rows[8];
-    alignas(32) int32_t off[8];
-    for (int r = 0; r < 8; ++r) {  // rows past the end repeat the last one; their lanes are dropped
-      const int64_t rr = std::min<int64_t>(r, nr - 1);
-      rows[r] = w + static_cast<size_t>(r0 + rr) * row_bytes;
-      off[r] = static_cast<int32_t>(static_cast<size_t>(rr) * row_bytes);
-    }
-    const __m256i offs = _mm256_load_si256(reinterpret_cast<const __m256i*>(off));
+    const __m256i offs = row_offsets8(row_bytes, nr, rows, w + static_cast<size_t>(r0) * row_bytes);
     Sweep sweep = next_group(w, row_bytes, r0 + 8, n_rows, 8);
     __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
